@@ -1,0 +1,49 @@
+//! Client errors, by who is at fault.
+
+/// Everything that can go wrong in the client library.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The provider refused (4xx) or failed (5xx); `message` says why.
+    #[error("provider: {message} ({code})")]
+    Provider {
+        status: u16,
+        code: String,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// We could not reach the provider.
+    #[error("cannot reach the provider: {0}; check the address and that it is running")]
+    Unreachable(String),
+    /// A peer or the provider sent something that violates the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// A credential did not verify: possibly an impersonation attempt.
+    #[error("untrusted credential: {0}")]
+    Untrusted(String),
+    /// The caller asked for something impossible (unknown room, bad name).
+    #[error("{0}")]
+    Usage(String),
+    /// Configuration or local files are wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The local database failed.
+    #[error("local storage: {0}")]
+    Storage(String),
+    /// An MLS operation failed.
+    #[error("MLS: {0}")]
+    Mls(String),
+    /// A bug in Entente.
+    #[error("internal error (a bug, please report): {0}")]
+    Bug(String),
+}
+
+impl ClientError {
+    /// Whether retrying later might succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable(_) => true,
+            ClientError::Provider { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,735 @@
+//! Rooms: MIMI rooms on MLS groups. Creating, inviting, sending, and processing what
+//! the hub fans out.
+
+use std::time::Duration;
+
+use entente_core::identity::ClientCertificate;
+use entente_wire::api::{self, CreateRoomResponse, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult, SubmitCall, UpdateCall};
+use entente_wire::content::MimiContent;
+use entente_wire::ids::{ClientId, RoomId, UserId};
+use openmls::prelude::{
+    GroupId, KeyPackage, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, OpenMlsProvider as _,
+    ProcessedMessageContent, ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome,
+    WireFormatPolicy, OutgoingWireFormatPolicy, IncomingWireFormatPolicy,
+};
+use rand::RngCore;
+use rusqlite::{OptionalExtension, params};
+
+use crate::frames::{self, FanoutBody, SubmitOutcome, UpdateOutcome};
+use crate::store::{MlsProvider, storage};
+use crate::{Client, ClientError, now_secs};
+
+/// How many past epochs' keys a member keeps, to decrypt messages that were sent
+/// just before a commit. Matches the hub's `MAX_PAST_EPOCHS`.
+const MAX_PAST_EPOCHS: usize = 5;
+/// How many times an operation is retried after the hub reports a newer epoch.
+const EPOCH_RETRIES: usize = 5;
+
+/// Something that happened, as seen by this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We were added to a room.
+    Joined { room: RoomId, members: Vec<UserId> },
+    /// A message arrived (or was sent by another of our devices).
+    Message(HistoryEntry),
+    /// The room's members changed.
+    MembersChanged { room: RoomId, members: Vec<UserId> },
+    /// An item could not be processed; it was dropped with this reason. Nothing
+    /// was applied from it.
+    Rejected { room: String, reason: String },
+}
+
+/// One message in a room's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub room: RoomId,
+    pub sender: UserId,
+    pub sender_client: ClientId,
+    /// MIMI message ID (draft-ietf-mimi-content).
+    pub message_id: [u8; 32],
+    /// Hub acceptance time, ms since the UNIX epoch (for our own: local send time).
+    pub timestamp_ms: u64,
+    /// The text, if the content has a displayable text part.
+    pub text: Option<String>,
+    /// The encoded MIMI content.
+    pub content: Vec<u8>,
+    pub outgoing: bool,
+}
+
+/// A room this device is in.
+#[derive(Debug, Clone)]
+pub struct RoomSummary {
+    pub room: RoomId,
+    pub epoch: u64,
+    pub members: Vec<UserId>,
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(entente_core::mls::CIPHERSUITE)
+        .use_ratchet_tree_extension(false)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 1000))
+        .wire_format_policy(wire_policy())
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(false)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 1000))
+        .wire_format_policy(wire_policy())
+        .build()
+}
+
+/// Handshake messages go out as PublicMessages so the hub can check them (MIMI-06
+/// section 4.2); application messages are always PrivateMessages.
+fn wire_policy() -> WireFormatPolicy {
+    WireFormatPolicy::new(OutgoingWireFormatPolicy::AlwaysPlaintext, IncomingWireFormatPolicy::Mixed)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn room_path(room: &RoomId, tail: &str) -> String {
+    format!("/v1/rooms/{}/{tail}", api::path_segment(&room.to_string()))
+}
+
+impl Client {
+    fn load_group(&self, room: &RoomId) -> Result<MlsGroup, ClientError> {
+        let provider = MlsProvider::new(&self.crypto, &self.conn);
+        MlsGroup::load(provider.storage(), &GroupId::from_slice(room.to_string().as_bytes()))
+            .map_err(|e| ClientError::Storage(format!("loading {room}: {e}")))?
+            .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
+    }
+
+    /// Creates a room hubbed by our provider, with this device as its only member.
+    pub async fn create_room(&mut self) -> Result<RoomId, ClientError> {
+        let r: CreateRoomResponse = self.signed::<(), _>(reqwest::Method::POST, "/v1/rooms", None).await?;
+        let room: RoomId = r
+            .room
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("provider returned room id: {e}")))?;
+        let provider = MlsProvider::new(&self.crypto, &self.conn);
+        MlsGroup::new_with_group_id(
+            &provider,
+            &self.signer,
+            &create_config(),
+            GroupId::from_slice(room.to_string().as_bytes()),
+            self.credential_with_key(),
+        )
+        .map_err(|e| ClientError::Mls(format!("creating the group: {e}")))?;
+        self.conn
+            .execute("INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)", params![room.to_string(), now_secs() as i64])
+            .map_err(storage)?;
+        Ok(room)
+    }
+
+    /// A 1:1 chat: a new two-party room with all of `peer`'s devices and our other
+    /// devices.
+    pub async fn start_chat(&mut self, peer: &UserId) -> Result<RoomId, ClientError> {
+        let room = self.create_room().await?;
+        self.invite(&room, peer).await?;
+        Ok(room)
+    }
+
+    /// Adds every device of `user` (and any of our own devices not yet in the room)
+    /// to `room`, with KeyPackages claimed through the room's hub.
+    pub async fn invite(&mut self, room: &RoomId, user: &UserId) -> Result<(), ClientError> {
+        self.require_room(room)?;
+        let mut kps = self.claim_key_packages(room, user).await?;
+        if kps.is_empty() {
+            return Err(ClientError::Usage(format!(
+                "{} has no device that can be added right now (no KeyPackages)",
+                user.handle()
+            )));
+        }
+        let own = self.id.user().clone();
+        if &own != user {
+            let members = self.member_clients(room)?;
+            for kp in self.claim_key_packages(room, &own).await.unwrap_or_default() {
+                let c = kp_client(&kp)?;
+                if c != self.id && !members.contains(&c) {
+                    kps.push(kp);
+                }
+            }
+        }
+        for attempt in 0..EPOCH_RETRIES {
+            let group = self.load_group(room)?;
+            let request = {
+                let provider = MlsProvider::new(&self.crypto, &self.conn);
+                let mut group = group;
+                let (commit, welcome, _gi) = group
+                    .add_members(&provider, &self.signer, &kps)
+                    .map_err(|e| ClientError::Mls(format!("adding members: {e}")))?;
+                let group_info = group
+                    .export_group_info(provider.crypto(), &self.signer, true)
+                    .map_err(|e| ClientError::Mls(format!("exporting group info: {e}")))?;
+                frames::update_request(&commit, Some(&welcome), &group_info, group.export_ratchet_tree())?
+            };
+            let answer: HubAnswer = self
+                .signed(reqwest::Method::POST, &room_path(room, "update"), Some(&UpdateCall { request }))
+                .await?;
+            let provider = MlsProvider::new(&self.crypto, &self.conn);
+            let mut group = self.load_group(room)?;
+            match frames::parse_update_response(&answer.response)? {
+                UpdateOutcome::Success { .. } => {
+                    group
+                        .merge_pending_commit(&provider)
+                        .map_err(|e| ClientError::Mls(format!("merging our commit: {e}")))?;
+                    return Ok(());
+                }
+                UpdateOutcome::WrongEpoch { current } => {
+                    group
+                        .clear_pending_commit(provider.storage())
+                        .map_err(|e| ClientError::Mls(e.to_string()))?;
+                    tracing::info!(attempt, current, "hub is at a newer epoch; catching up and retrying");
+                    self.sync().await?;
+                }
+                UpdateOutcome::Refused { reason } => {
+                    group
+                        .clear_pending_commit(provider.storage())
+                        .map_err(|e| ClientError::Mls(e.to_string()))?;
+                    return Err(ClientError::Provider {
+                        status: 403,
+                        code: "not_allowed".into(),
+                        message: reason,
+                        retry_after_secs: None,
+                    });
+                }
+            }
+        }
+        Err(ClientError::Provider {
+            status: 409,
+            code: "wrong_epoch".into(),
+            message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
+            retry_after_secs: Some(1),
+        })
+    }
+
+    /// Claims KeyPackages for all devices of `user` and checks each one's credential.
+    async fn claim_key_packages(&self, room: &RoomId, user: &UserId) -> Result<Vec<KeyPackage>, ClientError> {
+        let request = frames::key_material_request(
+            self.id.user(),
+            user,
+            room,
+            &self.credential_with_key(),
+            &self.signer,
+        )?;
+        let r: KeyMaterialResult = self
+            .signed(reqwest::Method::POST, &room_path(room, "key-material"), Some(&KeyMaterialCall { request }))
+            .await?;
+        let mut out = Vec::new();
+        for kp in frames::parse_key_material_response(&r.response, user)? {
+            let kp = kp
+                .validate(&self.crypto, ProtocolVersion::Mls10)
+                .map_err(|e| ClientError::Untrusted(format!("a KeyPackage of {} is invalid: {e}", user.handle())))?;
+            let cert = self.verify_leaf(kp.leaf_node().credential(), kp.leaf_node().signature_key().as_slice()).await?;
+            if cert.client().user() != user {
+                return Err(ClientError::Untrusted(format!(
+                    "asked for {}'s devices, got {}",
+                    user.handle(),
+                    cert.client()
+                )));
+            }
+            out.push(kp);
+        }
+        Ok(out)
+    }
+
+    /// Verifies a member's credential against its provider's issuer key.
+    pub(crate) async fn verify_leaf(
+        &self,
+        credential: &openmls::prelude::Credential,
+        signature_key: &[u8],
+    ) -> Result<ClientCertificate, ClientError> {
+        let unverified = entente_core::mls::certificate_in(credential)
+            .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+        let issuer = self.issuer_key(unverified.claimed_client().domain()).await?;
+        entente_core::mls::verify_credential(credential, signature_key, &issuer, now_secs())
+            .map_err(|e| ClientError::Untrusted(e.to_string()))
+    }
+
+    /// The clients in a room, from the MLS group.
+    pub fn member_clients(&self, room: &RoomId) -> Result<Vec<ClientId>, ClientError> {
+        let group = self.load_group(room)?;
+        group
+            .members()
+            .map(|m| {
+                entente_core::mls::certificate_in(&m.credential)
+                    .map(|c| c.claimed_client().clone())
+                    .map_err(|e| ClientError::Untrusted(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The users in a room.
+    pub fn members(&self, room: &RoomId) -> Result<Vec<UserId>, ClientError> {
+        let mut users: Vec<UserId> = self.member_clients(room)?.iter().map(|c| c.user().clone()).collect();
+        users.sort_by_key(|u| u.to_string());
+        users.dedup();
+        Ok(users)
+    }
+
+    /// The rooms this device is in.
+    pub fn rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT room FROM rooms ORDER BY joined_at")
+            .map_err(storage)?;
+        let rooms: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(storage)?
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        rooms
+            .into_iter()
+            .map(|r| {
+                let room: RoomId = r.parse().map_err(|e| ClientError::Storage(format!("room: {e}")))?;
+                let group = self.load_group(&room)?;
+                Ok(RoomSummary { epoch: group.epoch().as_u64(), members: self.members(&room)?, room })
+            })
+            .collect()
+    }
+
+    /// Sends a text message (plain or markdown) to a room. Returns its MIMI
+    /// message ID once the hub has accepted it.
+    pub async fn send_text(&mut self, room: &RoomId, text: &str, markdown: bool) -> Result<[u8; 32], ClientError> {
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let content = MimiContent::text(text, markdown, salt);
+        self.send_content(room, &content).await
+    }
+
+    /// Sends MIMI content to a room.
+    pub async fn send_content(&mut self, room: &RoomId, content: &MimiContent) -> Result<[u8; 32], ClientError> {
+        self.require_room(room)?;
+        let bytes = content.encode();
+        let message_id = *content
+            .message_id(&self.id.user().to_string(), &room.to_string())
+            .map_err(|e| ClientError::Bug(format!("message id: {e}")))?
+            .as_bytes();
+        for attempt in 0..EPOCH_RETRIES {
+            // Encrypting advances the ratchet: the MLS state, the history row and the
+            // outbox row commit together.
+            let request = {
+                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+                let r = (|| {
+                    let provider = MlsProvider::new(&self.crypto, &self.conn);
+                    let mut group = self.load_group(room)?;
+                    let msg = group
+                        .create_message(&provider, &self.signer, &bytes)
+                        .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
+                    let request = frames::submit_request(&msg, self.id.user())?;
+                    self.conn
+                        .execute(
+                            "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                            params![room.to_string(), message_id.to_vec(), self.id.to_string(), self.id.user().to_string(), now_ms() as i64, bytes],
+                        )
+                        .map_err(storage)?;
+                    Ok::<_, ClientError>(request)
+                })();
+                match r {
+                    Ok(req) => {
+                        self.conn.execute_batch("COMMIT").map_err(storage)?;
+                        req
+                    }
+                    Err(e) => {
+                        let _ = self.conn.execute_batch("ROLLBACK");
+                        return Err(e);
+                    }
+                }
+            };
+            let answer: HubAnswer = self
+                .submit_with_retry(room, SubmitCall { request })
+                .await?;
+            match frames::parse_submit_response(&answer.response)? {
+                SubmitOutcome::Accepted { timestamp_ms } => {
+                    self.conn
+                        .execute(
+                            "UPDATE history SET hub_timestamp = ?1 WHERE room = ?2 AND message_id = ?3",
+                            params![timestamp_ms as i64, room.to_string(), message_id.to_vec()],
+                        )
+                        .map_err(storage)?;
+                    return Ok(message_id);
+                }
+                SubmitOutcome::EpochTooOld { current } => {
+                    tracing::info!(attempt, current, "our epoch is too old; catching up and re-encrypting");
+                    self.sync().await?;
+                }
+                SubmitOutcome::NotAllowed => {
+                    return Err(ClientError::Provider {
+                        status: 403,
+                        code: "not_allowed".into(),
+                        message: format!("the hub of {room} does not allow you to send there"),
+                        retry_after_secs: None,
+                    });
+                }
+            }
+        }
+        Err(ClientError::Protocol(format!("could not catch up with {room}'s epoch")))
+    }
+
+    /// Submits, retrying a few times while the provider or hub is unreachable. The
+    /// hub deduplicates, so a retry after a lost answer does not send twice.
+    async fn submit_with_retry(&self, room: &RoomId, call: SubmitCall) -> Result<HubAnswer, ClientError> {
+        let mut delay = Duration::from_millis(200);
+        let mut last = None;
+        for _ in 0..4 {
+            match self.signed(reqwest::Method::POST, &room_path(room, "messages"), Some(&call)).await {
+                Ok(a) => return Ok(a),
+                Err(e) if e.is_transient() => {
+                    last = Some(e);
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Bug("retry loop".into())))
+    }
+
+    /// A room's history, oldest first, at most `limit` entries (the latest).
+    pub fn history(&self, room: &RoomId, limit: u32) -> Result<Vec<HistoryEntry>, ClientError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sender_user, sender_client, message_id, hub_timestamp, content, outgoing FROM
+                 (SELECT * FROM history WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            )
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![room.to_string(), limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .map_err(storage)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, client, mid, ts, content, outgoing) = row.map_err(storage)?;
+            out.push(HistoryEntry {
+                room: room.clone(),
+                sender: user.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
+                sender_client: client.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
+                message_id: mid.as_slice().try_into().unwrap_or([0; 32]),
+                timestamp_ms: ts as u64,
+                text: MimiContent::decode(&content).ok().and_then(|c| c.display_text().map(|t| t.text().to_owned())),
+                content,
+                outgoing,
+            });
+        }
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------- receiving
+
+    fn inbox_cursor(&self) -> Result<u64, ClientError> {
+        Ok(crate::store::setting(&self.conn, "inbox_cursor")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Fetches and processes everything waiting in the inbox; acks it.
+    pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        loop {
+            let after = self.inbox_cursor()?;
+            let page: InboxPage = self
+                .signed::<(), _>(reqwest::Method::GET, &format!("/v1/inbox?after={after}&limit=200"), None)
+                .await?;
+            let Some(last) = page.items.last().map(|i| i.seq) else { break };
+            for item in page.items {
+                if let Some(e) = self.process_item(&item).await? {
+                    events.push(e);
+                }
+            }
+            let _: api::Ack = self
+                .signed(reqwest::Method::POST, "/v1/inbox/ack", Some(&api::Ack { up_to: last }))
+                .await?;
+        }
+        if !events.is_empty() {
+            let _ = self.replenish_key_packages().await;
+        }
+        Ok(events)
+    }
+
+    /// Listens on the push WebSocket, calling `on_event` for each event, until
+    /// `stop` resolves. Reconnects with backoff when the connection drops.
+    pub async fn listen<F, S>(&mut self, mut on_event: F, stop: S) -> Result<(), ClientError>
+    where
+        F: FnMut(&Event),
+        S: std::future::Future<Output = ()>,
+    {
+        tokio::pin!(stop);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let socket = tokio::select! {
+                _ = &mut stop => return Ok(()),
+                s = self.transport.websocket(&self.id.to_string(), &self.signer, self.inbox_cursor()?) => s,
+            };
+            let mut socket = match socket {
+                Ok(s) => {
+                    backoff = Duration::from_millis(200);
+                    s
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "push connection failed; retrying");
+                    tokio::select! {
+                        _ = &mut stop => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            loop {
+                let next = tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    n = socket.next_item() => n,
+                };
+                match next {
+                    Ok(Some(item)) => {
+                        let seq = item.seq;
+                        if let Some(e) = self.process_item(&item).await? {
+                            on_event(&e);
+                        }
+                        if socket.ack(seq).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Processes one inbox item in one local transaction. Items at or below the
+    /// cursor were processed before (redelivery after a crash) and are skipped.
+    async fn process_item(&mut self, item: &InboxItem) -> Result<Option<Event>, ClientError> {
+        if item.seq <= self.inbox_cursor()? {
+            return Ok(None);
+        }
+        // Credentials are verified before anything is applied; issuer keys may need
+        // fetching, which is async, so gather them first.
+        let parsed = frames::parse_fanout(&item.fanout);
+        if let Ok(f) = &parsed {
+            for domain in frames::credential_domains(f) {
+                let _ = self.issuer_key(&domain).await;
+            }
+        }
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let result = match parsed {
+            Ok(f) => self.apply_fanout(&item.room, f),
+            Err(e) => Err(e),
+        };
+        let event = match result {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Undo whatever was applied, then record the item as handled.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+                tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
+                Some(Event::Rejected { room: item.room.clone(), reason: e.to_string() })
+            }
+        };
+        let done = crate::store::set_setting(&self.conn, "inbox_cursor", &item.seq.to_string())
+            .and_then(|_| self.conn.execute_batch("COMMIT").map_err(storage));
+        if let Err(e) = done {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(event)
+    }
+
+    /// Applies one fanout message inside the caller's transaction. Synchronous: all
+    /// issuer keys needed were fetched beforehand.
+    fn apply_fanout(&self, room_s: &str, f: frames::Fanout) -> Result<Option<Event>, ClientError> {
+        let room: RoomId = room_s
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("room id: {e}")))?;
+        let provider = MlsProvider::new(&self.crypto, &self.conn);
+        match f.body {
+            FanoutBody::Welcome { welcome, ratchet_tree } => {
+                let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, Some(ratchet_tree))
+                    .map_err(|e| ClientError::Mls(format!("processing a Welcome: {e}")))?;
+                if staged.group_context().group_id().as_slice() != room.to_string().as_bytes() {
+                    return Err(ClientError::Protocol("Welcome is for a different room than it was delivered for".into()));
+                }
+                for m in staged.members() {
+                    self.verify_leaf_sync(&m.credential, &m.signature_key)?;
+                }
+                let group = staged
+                    .into_group(&provider)
+                    .map_err(|e| ClientError::Mls(format!("joining: {e}")))?;
+                self.conn
+                    .execute(
+                        "INSERT OR IGNORE INTO rooms (room, joined_at) VALUES (?1, ?2)",
+                        params![room.to_string(), now_secs() as i64],
+                    )
+                    .map_err(storage)?;
+                let _ = group;
+                Ok(Some(Event::Joined { members: self.members(&room)?, room }))
+            }
+            FanoutBody::Protocol(msg) => {
+                let mut group = self.load_group(&room)?;
+                let processed = group
+                    .process_message(&provider, msg)
+                    .map_err(|e| ClientError::Mls(format!("{e}")))?;
+                let sender_leaf = match processed.sender() {
+                    Sender::Member(i) => Some(*i),
+                    _ => None,
+                };
+                let sender_cert = match sender_leaf.and_then(|i| group.member_at(i)) {
+                    Some(m) => Some(self.verify_leaf_sync(&m.credential, &m.signature_key)?),
+                    None => None,
+                };
+                match processed.into_content() {
+                    ProcessedMessageContent::ApplicationMessage(app) => {
+                        let cert = sender_cert.ok_or_else(|| ClientError::Protocol("application message from a non-member".into()))?;
+                        let bytes = app.into_bytes();
+                        let content = MimiContent::decode(&bytes)
+                            .map_err(|e| ClientError::Protocol(format!("MIMI content: {e}")))?;
+                        let mid = *content
+                            .message_id(&cert.client().user().to_string(), &room.to_string())
+                            .map_err(|e| ClientError::Protocol(format!("message id: {e}")))?
+                            .as_bytes();
+                        let inserted = self
+                            .conn
+                            .execute(
+                                "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+                                params![room.to_string(), mid.to_vec(), cert.client().to_string(), cert.client().user().to_string(), f.timestamp_ms as i64, bytes],
+                            )
+                            .map_err(storage)?;
+                        if inserted == 0 {
+                            return Ok(None);
+                        }
+                        Ok(Some(Event::Message(HistoryEntry {
+                            room,
+                            sender: cert.client().user().clone(),
+                            sender_client: cert.client().clone(),
+                            message_id: mid,
+                            timestamp_ms: f.timestamp_ms,
+                            text: content.display_text().map(|t| t.text().to_owned()),
+                            content: bytes,
+                            outgoing: false,
+                        })))
+                    }
+                    ProcessedMessageContent::StagedCommitMessage(staged) => {
+                        for add in staged.add_proposals() {
+                            let leaf = add.add_proposal().key_package().leaf_node();
+                            self.verify_leaf_sync(leaf.credential(), leaf.signature_key().as_slice())?;
+                        }
+                        group
+                            .merge_staged_commit(&provider, *staged)
+                            .map_err(|e| ClientError::Mls(format!("merging a commit: {e}")))?;
+                        Ok(Some(Event::MembersChanged { members: self.members(&room)?, room }))
+                    }
+                    ProcessedMessageContent::ProposalMessage(p) => {
+                        group
+                            .store_pending_proposal(provider.storage(), *p)
+                            .map_err(|e| ClientError::Storage(e.to_string()))?;
+                        Ok(None)
+                    }
+                    ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Verifies a credential with an issuer key that is already pinned.
+    fn verify_leaf_sync(&self, credential: &openmls::prelude::Credential, signature_key: &[u8]) -> Result<ClientCertificate, ClientError> {
+        let unverified = entente_core::mls::certificate_in(credential)
+            .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+        let domain = unverified.claimed_client().domain().clone();
+        let issuer = Self::pinned_issuer(&self.conn, &domain)?
+            .ok_or_else(|| ClientError::Untrusted(format!("no issuer key known for {domain}")))?;
+        entente_core::mls::verify_credential(credential, signature_key, &issuer, now_secs())
+            .map_err(|e| ClientError::Untrusted(e.to_string()))
+    }
+
+    /// The safety number of our conversation with `peer`, from the keys of the
+    /// devices in the rooms we share; `None` if we share no room.
+    pub fn safety_number(&self, peer: &UserId) -> Result<Option<String>, ClientError> {
+        let mut mine: Vec<Vec<u8>> = Vec::new();
+        let mut theirs: Vec<Vec<u8>> = Vec::new();
+        for r in self.rooms()? {
+            if !r.members.contains(peer) {
+                continue;
+            }
+            let group = self.load_group(&r.room)?;
+            for m in group.members() {
+                let c = entente_core::mls::certificate_in(&m.credential)
+                    .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+                let u = c.claimed_client().user();
+                if u == peer {
+                    theirs.push(m.signature_key.clone());
+                } else if u == self.id.user() {
+                    mine.push(m.signature_key.clone());
+                }
+            }
+        }
+        if theirs.is_empty() {
+            return Ok(None);
+        }
+        use entente_core::identity::{SafetyParty, safety_number};
+        let a = SafetyParty { user: self.id.user(), client_keys: mine.iter().map(Vec::as_slice).collect() };
+        let b = SafetyParty { user: peer, client_keys: theirs.iter().map(Vec::as_slice).collect() };
+        Ok(Some(safety_number(&a, &b)))
+    }
+
+    /// Records that the user compared `number` with `peer` out of band. Fails if it
+    /// is not the current safety number.
+    pub fn verify_safety_number(&self, peer: &UserId, number: &str) -> Result<(), ClientError> {
+        let current = self
+            .safety_number(peer)?
+            .ok_or_else(|| ClientError::Usage(format!("you share no room with {}", peer.handle())))?;
+        let given: String = number.chars().filter(char::is_ascii_digit).collect();
+        if given != current {
+            return Err(ClientError::Untrusted(format!(
+                "the safety number does not match; {}'s devices or yours differ from what they see. Do not trust this conversation until you find out why",
+                peer.handle()
+            )));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO verified (user, safety_number, verified_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user) DO UPDATE SET safety_number = excluded.safety_number, verified_at = excluded.verified_at",
+                params![peer.to_string(), current, now_secs() as i64],
+            )
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    /// Whether `peer`'s current safety number is the one the user verified.
+    pub fn is_verified(&self, peer: &UserId) -> Result<bool, ClientError> {
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT safety_number FROM verified WHERE user = ?1", params![peer.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(storage)?;
+        Ok(match (stored, self.safety_number(peer)?) {
+            (Some(s), Some(c)) => s == c,
+            _ => false,
+        })
+    }
+}
+
+fn kp_client(kp: &KeyPackage) -> Result<ClientId, ClientError> {
+    entente_core::mls::certificate_in(kp.leaf_node().credential())
+        .map(|c| c.claimed_client().clone())
+        .map_err(|e| ClientError::Untrusted(e.to_string()))
+}

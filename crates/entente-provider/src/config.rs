@@ -1,0 +1,210 @@
+//! The provider's configuration: one TOML file.
+//!
+//! ```toml
+//! domain = "a.example"
+//! listen = "127.0.0.1:8443"
+//! data_dir = "/var/lib/entente/a.example"
+//!
+//! [tls]
+//! certificate = "tls/provider.crt"   # PEM chain for `domain`: server and client auth
+//! private_key = "tls/provider.key"
+//! # Trust anchors for peers: "system" (web PKI) or a CA file for local federations.
+//! trust = "ca.crt"
+//!
+//! [federation]
+//! # How to reach other providers. Empty: DNS (the domain itself, port 443).
+//! [federation.peers]
+//! "b.example" = "127.0.0.1:9443"
+//!
+//! [registration]
+//! open = true
+//! ```
+//!
+//! Relative paths are relative to the config file's directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The DNS domain this provider serves (`alice@<domain>`).
+    pub domain: String,
+    /// Address of the HTTPS listener (client API and MIMI federation).
+    pub listen: SocketAddr,
+    /// Where the database and keys live.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    /// `"system"` for the web PKI roots, or the path of a CA certificate (PEM).
+    #[serde(default = "default_trust")]
+    pub trust: String,
+}
+
+fn default_trust() -> String {
+    "system".into()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Static map from a peer's domain to `host:port`, for local federations.
+    /// Domains not listed are reached at `<domain>:443` via DNS.
+    #[serde(default)]
+    pub peers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Whether anyone may create an account. Adding a device always needs a link
+    /// code from one of the account's existing devices.
+    #[serde(default = "yes")]
+    pub open: bool,
+    /// Validity of issued client certificates, in days.
+    #[serde(default = "default_cert_days")]
+    pub certificate_days: u64,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            open: true,
+            certificate_days: default_cert_days(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_cert_days() -> u64 {
+    365
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted, client API and federation alike.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most KeyPackages a client may keep on the provider.
+    #[serde(default = "default_max_kp")]
+    pub max_key_packages_per_client: u64,
+    /// Most clients (devices) per user.
+    #[serde(default = "default_max_clients")]
+    pub max_clients_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            max_key_packages_per_client: default_max_kp(),
+            max_clients_per_user: default_max_clients(),
+        }
+    }
+}
+
+fn default_max_body() -> usize {
+    1 << 20
+}
+fn default_max_kp() -> u64 {
+    1000
+}
+fn default_max_clients() -> usize {
+    16
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads and validates a config file; relative paths become relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_relative(base);
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Makes relative paths relative to `base`.
+    pub fn resolve_relative(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.tls.certificate);
+        fix(&mut self.tls.private_key);
+        if self.tls.trust != "system" && Path::new(&self.tls.trust).is_relative() {
+            self.tls.trust = base.join(&self.tls.trust).to_string_lossy().into_owned();
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        entente_wire::ids::Domain::parse(&self.domain)
+            .map_err(|e| format!("`domain`: {e}"))?;
+        for (d, addr) in &self.federation.peers {
+            entente_wire::ids::Domain::parse(d)
+                .map_err(|e| format!("`federation.peers` key {d:?}: {e}"))?;
+            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                return Err(format!(
+                    "`federation.peers.\"{d}\"` = {addr:?}: expected host:port, e.g. \"127.0.0.1:9443\""
+                ));
+            }
+        }
+        if self.limits.max_body_bytes < 4096 {
+            return Err("`limits.max_body_bytes` must be at least 4096".into());
+        }
+        Ok(())
+    }
+
+    /// Serialises the config as TOML.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string_pretty(self)
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("provider.db")
+    }
+
+    pub fn issuer_key_path(&self) -> PathBuf {
+        self.data_dir.join("issuer.key")
+    }
+}

@@ -1,0 +1,197 @@
+//! Outgoing MIMI requests: one reqwest client with our certificate for mutual TLS.
+//! Peers are found by DNS, or through the static map in the config for local
+//! federations. Issuer keys of peers are fetched once and cached.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use entente_core::identity::IssuerPublicKey;
+use entente_wire::api::{ProviderInfo, path_segment};
+use entente_wire::ids::Domain;
+
+use super::{ISSUER_PATH, MIMI_MEDIA_TYPE, MIMI_PREFIX};
+use crate::config::FederationConfig;
+use crate::error::Failure;
+
+/// Why a request to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FedError {
+    /// Could not reach the peer or it failed (5xx): retry later.
+    #[error("{domain} is unreachable: {reason}")]
+    Unreachable {
+        domain: String,
+        reason: String,
+        retry_after: Option<u64>,
+    },
+    /// The peer refused the request (4xx): retrying the same request will not help.
+    #[error("{domain} refused the request ({status}): {reason}")]
+    Refused {
+        domain: String,
+        status: u16,
+        reason: String,
+    },
+}
+
+impl From<FedError> for Failure {
+    fn from(e: FedError) -> Self {
+        match &e {
+            FedError::Unreachable { retry_after, .. } => {
+                Failure::unavailable(e.to_string(), retry_after.unwrap_or(5))
+            }
+            FedError::Refused { .. } => {
+                Failure::new(axum::http::StatusCode::BAD_GATEWAY, "peer_refused", e.to_string())
+            }
+        }
+    }
+}
+
+pub struct FederationClient {
+    own: Domain,
+    http: reqwest::Client,
+    issuers: Mutex<HashMap<Domain, IssuerPublicKey>>,
+}
+
+impl FederationClient {
+    pub fn new(
+        own: Domain,
+        tls: Arc<rustls::ClientConfig>,
+        cfg: &FederationConfig,
+    ) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none());
+        for (domain, addr) in &cfg.peers {
+            let sa: SocketAddr = match addr.parse() {
+                Ok(sa) => sa,
+                Err(_) => std::net::ToSocketAddrs::to_socket_addrs(addr)
+                    .map_err(|e| format!("federation peer {domain} = {addr}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("federation peer {domain} = {addr}: no address"))?,
+            };
+            b = b.resolve(domain, sa);
+        }
+        let http = b.build().map_err(|e| format!("building the federation client: {e}"))?;
+        Ok(Self {
+            own,
+            http,
+            issuers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn url(domain: &Domain, endpoint: &str, param: &str) -> String {
+        format!("https://{domain}{MIMI_PREFIX}/{endpoint}/{}", path_segment(param))
+    }
+
+    /// POSTs a MIMI body; returns the response body of a 2xx answer.
+    pub async fn post(
+        &self,
+        domain: &Domain,
+        endpoint: &str,
+        param: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, FedError> {
+        let url = Self::url(domain, endpoint, param);
+        let unreachable = |reason: String, retry_after| FedError::Unreachable {
+            domain: domain.to_string(),
+            reason,
+            retry_after,
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .header("from", format!("mimi@{}", self.own))
+            .header("content-type", MIMI_MEDIA_TYPE)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(error_chain(&e), None))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| unreachable(error_chain(&e), retry_after))?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else if status.is_server_error() || status.as_u16() == 429 {
+            Err(unreachable(
+                format!("{status}: {}", String::from_utf8_lossy(&bytes)),
+                retry_after,
+            ))
+        } else {
+            Err(FedError::Refused {
+                domain: domain.to_string(),
+                status: status.as_u16(),
+                reason: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            })
+        }
+    }
+
+    /// The issuer key of `domain`, fetched over mutually authenticated TLS (so it is
+    /// bound to the domain by the WebPKI or the configured CA) and cached.
+    pub async fn issuer_key(&self, domain: &Domain) -> Result<IssuerPublicKey, FedError> {
+        if let Some(k) = self
+            .issuers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(domain)
+        {
+            return Ok(k.clone());
+        }
+        let url = format!("https://{domain}{ISSUER_PATH}");
+        let unreachable = |reason: String| FedError::Unreachable {
+            domain: domain.to_string(),
+            reason,
+            retry_after: None,
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .header("from", format!("mimi@{}", self.own))
+            .send()
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        if !resp.status().is_success() {
+            return Err(unreachable(format!("issuer key: HTTP {}", resp.status())));
+        }
+        let info: ProviderInfo = resp
+            .json()
+            .await
+            .map_err(|e| unreachable(format!("issuer key: {e}")))?;
+        let refused = |reason: String| FedError::Refused {
+            domain: domain.to_string(),
+            status: 200,
+            reason,
+        };
+        if info.domain != domain.as_str() {
+            return Err(refused(format!("issuer key is for {}", info.domain)));
+        }
+        let key = IssuerPublicKey::from_bytes(domain.clone(), &info.issuer_key)
+            .map_err(|e| refused(e.to_string()))?;
+        self.issuers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domain.clone(), key.clone());
+        Ok(key)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -1,0 +1,439 @@
+//! Hub and follower logic: the MIMI room operations.
+//!
+//! A room's hub is the provider named in its URI (`mimi://a.example/r/...` is hubbed
+//! by a.example). The hub orders every handshake message (one commit per epoch; the
+//! loser of a race gets `wrongEpoch`) and application message, and fans each out in
+//! the same durable transaction that accepts it: to its own clients' inboxes and, via
+//! the outbound queue, as `notify` to every follower with participants.
+//! A follower relays its clients' requests to the hub and delivers the hub's fanout
+//! to its clients.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use entente_wire::api::{HubAnswer, KeyMaterialCall, KeyMaterialResult, SubmitCall, UpdateCall};
+use entente_wire::ids::{Domain, RoomId, UserId};
+use entente_wire::mimi;
+use sha2::{Digest, Sha256};
+
+use crate::client_api::Authed;
+use crate::error::Failure;
+use crate::state::{AppState, now_ms, now_secs};
+use crate::store::{
+    Batch, BatchOutcome, ClientRecord, Dedup, Delivery, EpochCheck, KeyPackageRoute, NewOutbound,
+    RoomRecord,
+};
+
+mod keys;
+mod wire;
+
+pub use keys::key_material;
+
+/// How many epochs back the hub still accepts application messages from: members
+/// that had not yet processed the latest commit when they sent.
+pub const MAX_PAST_EPOCHS: u64 = 5;
+
+/// Who handed us a request.
+#[derive(Debug, Clone)]
+pub enum Submitter {
+    /// One of our clients, through the client API.
+    Client(ClientRecord),
+    /// A follower provider, through MIMI.
+    Peer(Domain),
+}
+
+impl Submitter {
+    fn client(&self) -> Option<&str> {
+        match self {
+            Submitter::Client(c) => Some(&c.client),
+            Submitter::Peer(_) => None,
+        }
+    }
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+async fn room_record(state: &AppState, room: &RoomId) -> Result<Option<RoomRecord>, Failure> {
+    let r = room.to_string();
+    state.db(move |s| s.room(&r)).await
+}
+
+/// Checks that a client of ours is in the room (per the hub's fanout so far).
+async fn require_local_member(state: &AppState, room: &RoomId, client: &str) -> Result<(), Failure> {
+    let r = room.to_string();
+    let members = state.db(move |s| s.room_clients(&r)).await?;
+    if members.iter().any(|m| m == client) {
+        Ok(())
+    } else {
+        Err(Failure::forbidden(format!("you are not a member of {room}")))
+    }
+}
+
+// ---------------------------------------------------------------- client API side
+
+/// `POST /v1/rooms/{room}/key-material`
+pub async fn client_key_material(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    a: Authed,
+) -> Result<Json<KeyMaterialResult>, Failure> {
+    let call: KeyMaterialCall = a.json()?;
+    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    let req = mimi::KeyMaterialRequest::decode(&call.request)
+        .map_err(|e| Failure::bad_request(format!("KeyMaterialRequest: {e}")))?;
+    if wire::uri(&req.requesting_user) != a.client.user {
+        return Err(Failure::forbidden("requestingUser must be your own user"));
+    }
+    if wire::uri(&req.room_id) != room.to_string() {
+        return Err(Failure::bad_request("roomId in the request differs from the room in the path"));
+    }
+    require_local_member(&state, &room, &a.client.client).await?;
+    let target = wire::uri(&req.target_user);
+    let response = if state.is_local(room.domain()) {
+        keys::key_material(&state, &target, call.request, Submitter::Client(a.client)).await?
+    } else {
+        state
+            .federation
+            .post(room.domain(), "keyMaterial", &target, call.request)
+            .await?
+    };
+    Ok(Json(KeyMaterialResult { response }))
+}
+
+/// `POST /v1/rooms/{room}/update`
+pub async fn client_update(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    a: Authed,
+) -> Result<Json<HubAnswer>, Failure> {
+    let call: UpdateCall = a.json()?;
+    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    require_local_member(&state, &room, &a.client.client).await?;
+    let response = if state.is_local(room.domain()) {
+        accept_update(&state, &room, call.request, Submitter::Client(a.client)).await?
+    } else {
+        relay(&state, &room, "update", call.request, &a.client).await?
+    };
+    Ok(Json(HubAnswer { response }))
+}
+
+/// `POST /v1/rooms/{room}/messages`
+pub async fn client_submit(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    a: Authed,
+) -> Result<Json<HubAnswer>, Failure> {
+    let call: SubmitCall = a.json()?;
+    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    require_local_member(&state, &room, &a.client.client).await?;
+    let response = if state.is_local(room.domain()) {
+        accept_submit(&state, &room, call.request, Submitter::Client(a.client)).await?
+    } else {
+        relay(&state, &room, "submitMessage", call.request, &a.client).await?
+    };
+    Ok(Json(HubAnswer { response }))
+}
+
+/// Follower: forwards a client's request to the hub, first marking its message so
+/// the hub's fanout of it is not delivered back to the sender.
+async fn relay(
+    state: &AppState,
+    room: &RoomId,
+    endpoint: &'static str,
+    body: Vec<u8>,
+    client: &ClientRecord,
+) -> Result<Vec<u8>, Failure> {
+    let msg = match endpoint {
+        "update" => wire::update_message_bytes(&body),
+        _ => wire::submit_message_bytes(&body),
+    }
+    .map_err(Failure::bad_request)?;
+    let mark = Batch {
+        echo_marks: vec![(room.to_string(), sha256(&msg), client.client.clone())],
+        ..Batch::default()
+    };
+    state.db(move |s| s.apply(mark)).await?;
+    Ok(state.federation.post(room.domain(), endpoint, &room.to_string(), body).await?)
+}
+
+// ---------------------------------------------------------------- hub side
+
+async fn hub_room(state: &AppState, room: &RoomId) -> Result<RoomRecord, Failure> {
+    if !state.is_local(room.domain()) {
+        return Err(Failure::bad_request(format!(
+            "{room} is hubbed by {}, not by {}",
+            room.domain(),
+            state.domain
+        )));
+    }
+    room_record(state, room)
+        .await?
+        .ok_or_else(|| Failure::not_found(format!("room {room}")))
+}
+
+/// Checks that a follower has participants in the room.
+async fn require_participating_peer(state: &AppState, room: &RoomId, peer: &Domain) -> Result<(), Failure> {
+    let r = room.to_string();
+    let domains = state.db(move |s| s.room_domains(&r)).await?;
+    if domains.iter().any(|d| d == peer.as_str()) {
+        Ok(())
+    } else {
+        Err(Failure::forbidden(format!("{peer} has no participants in {room}")))
+    }
+}
+
+/// Hub: validates and orders a handshake message; fans it and its Welcome out.
+/// Returns the encoded `UpdateRoomResponse`.
+pub async fn accept_update(
+    state: &AppState,
+    room: &RoomId,
+    body: Vec<u8>,
+    from: Submitter,
+) -> Result<Vec<u8>, Failure> {
+    let rec = hub_room(state, room).await?;
+    if let Submitter::Peer(p) = &from {
+        require_participating_peer(state, room, p).await?;
+    }
+    let update = match wire::parse_update(&body, room) {
+        Ok(u) => u,
+        Err(wire::Refusal::Malformed(m)) => return Err(Failure::bad_request(m)),
+        Err(wire::Refusal::NotAllowed(m)) => return Ok(wire::update_not_allowed(&m)),
+    };
+    // Route the Welcome: each new member's KeyPackage was claimed through us.
+    let mut local_new = Vec::new();
+    let mut remote_new = std::collections::BTreeSet::new();
+    for r in &update.welcome_refs {
+        let rr = r.clone();
+        match state.db(move |s| s.key_package_route(&rr)).await? {
+            Some(KeyPackageRoute::Local { client }) => local_new.push(client),
+            Some(KeyPackageRoute::Remote { domain }) => {
+                remote_new.insert(domain);
+            }
+            None => {
+                return Ok(wire::update_not_allowed(
+                    "the Welcome names a KeyPackage that was not claimed through this hub",
+                ));
+            }
+        }
+    }
+    let r = room.to_string();
+    let (members, domains) = state
+        .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
+        .await?;
+    let ts = now_ms();
+    let commit_fanout = wire::fanout(ts, &update.message_bytes, None);
+    let mut batch = Batch {
+        epoch: Some(EpochCheck {
+            room: room.to_string(),
+            expected: update.epoch,
+            advance_to: update.epoch + 1,
+        }),
+        accepted_at: ts,
+        forget_key_package_routes: update.welcome_refs.clone(),
+        ..Batch::default()
+    };
+    let recipients: Vec<String> = members
+        .into_iter()
+        .filter(|m| Some(m.as_str()) != from.client())
+        .collect();
+    batch.deliveries.push(Delivery {
+        room: room.to_string(),
+        clients: recipients,
+        payload: commit_fanout.clone(),
+    });
+    for d in &domains {
+        batch.outbound.push(NewOutbound {
+            domain: d.clone(),
+            endpoint: "notify".into(),
+            room: room.to_string(),
+            body: commit_fanout.clone(),
+        });
+    }
+    if let Some(welcome) = &update.welcome {
+        let welcome_fanout = wire::fanout(ts, &welcome.message_bytes, Some(&welcome.ratchet_tree));
+        batch.deliveries.push(Delivery {
+            room: room.to_string(),
+            clients: local_new.clone(),
+            payload: welcome_fanout.clone(),
+        });
+        for c in &local_new {
+            batch.room_clients_add.push((room.to_string(), c.clone()));
+        }
+        for d in &remote_new {
+            batch.room_domains_add.push((room.to_string(), d.clone()));
+            batch.outbound.push(NewOutbound {
+                domain: d.clone(),
+                endpoint: "notify".into(),
+                room: room.to_string(),
+                body: welcome_fanout.clone(),
+            });
+        }
+    }
+    let has_outbound = !batch.outbound.is_empty();
+    match state.db(move |s| s.apply(batch)).await? {
+        BatchOutcome::Applied { woken } => {
+            state.wakers.wake(&woken);
+            if has_outbound {
+                state.outbound_wake.notify_one();
+            }
+            tracing::debug!(epoch = update.epoch + 1, "commit accepted");
+            Ok(wire::update_success(ts))
+        }
+        BatchOutcome::WrongEpoch { current } => Ok(wire::update_wrong_epoch(current, update.epoch)),
+        BatchOutcome::Duplicate { accepted_at } => Ok(wire::update_success(accepted_at)),
+    }
+    .map(|r| {
+        let _ = rec;
+        r
+    })
+}
+
+/// Hub: authorises, orders and fans out an application message. Returns the encoded
+/// `SubmitMessageResponse`.
+pub async fn accept_submit(
+    state: &AppState,
+    room: &RoomId,
+    body: Vec<u8>,
+    from: Submitter,
+) -> Result<Vec<u8>, Failure> {
+    let rec = hub_room(state, room).await?;
+    let submit = wire::parse_submit(&body, room).map_err(Failure::bad_request)?;
+    let sender: UserId = submit
+        .sending_uri
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("sendingUri: {e}")))?;
+    match &from {
+        Submitter::Client(c) if c.user != sender.to_string() => {
+            return Ok(wire::submit_not_allowed());
+        }
+        Submitter::Peer(p) => {
+            if sender.domain() != p {
+                return Ok(wire::submit_not_allowed());
+            }
+            require_participating_peer(state, room, p).await?;
+        }
+        Submitter::Client(_) => {}
+    }
+    if submit.epoch > rec.epoch {
+        return Ok(wire::submit_not_allowed());
+    }
+    if submit.epoch + MAX_PAST_EPOCHS < rec.epoch {
+        return Ok(wire::submit_epoch_too_old(rec.epoch));
+    }
+    let r = room.to_string();
+    let (members, domains) = state
+        .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
+        .await?;
+    let ts = now_ms();
+    let fanout = wire::fanout(ts, &submit.message_bytes, None);
+    let mut batch = Batch {
+        dedup: Some(Dedup {
+            scope: format!("submit:{room}"),
+            key: sha256(&submit.message_bytes),
+        }),
+        accepted_at: ts,
+        ..Batch::default()
+    };
+    batch.deliveries.push(Delivery {
+        room: room.to_string(),
+        clients: members
+            .into_iter()
+            .filter(|m| Some(m.as_str()) != from.client())
+            .collect(),
+        payload: fanout.clone(),
+    });
+    for d in domains {
+        batch.outbound.push(NewOutbound {
+            domain: d,
+            endpoint: "notify".into(),
+            room: room.to_string(),
+            body: fanout.clone(),
+        });
+    }
+    let has_outbound = !batch.outbound.is_empty();
+    match state.db(move |s| s.apply(batch)).await? {
+        BatchOutcome::Applied { woken } => {
+            state.wakers.wake(&woken);
+            if has_outbound {
+                state.outbound_wake.notify_one();
+            }
+            Ok(wire::submit_accepted(ts))
+        }
+        BatchOutcome::Duplicate { accepted_at } => Ok(wire::submit_accepted(accepted_at)),
+        BatchOutcome::WrongEpoch { current } => Ok(wire::submit_epoch_too_old(current)),
+    }
+}
+
+// ---------------------------------------------------------------- follower side
+
+/// Follower: delivers the hub's fanout to our clients. Each FanoutMessage is
+/// deduplicated by its bytes, so a retried notify is delivered once.
+pub async fn receive_notify(state: &AppState, room: &RoomId, body: &[u8], peer: &Domain) -> Result<(), Failure> {
+    if room.domain() != peer {
+        return Err(Failure::forbidden(format!(
+            "{peer} is not the hub of {room}; only the hub may notify"
+        )));
+    }
+    let items = wire::parse_fanout_batch(body, room).map_err(Failure::bad_request)?;
+    let r = room.to_string();
+    let members = state.db(move |s| s.room_clients(&r)).await?;
+    let mut woken = Vec::new();
+    for item in items {
+        let mut batch = Batch {
+            dedup: Some(Dedup {
+                scope: format!("notify:{peer}"),
+                key: sha256(&item.fanout_bytes),
+            }),
+            accepted_at: now_ms(),
+            ..Batch::default()
+        };
+        match &item.kind {
+            wire::FanoutKind::Welcome { refs } => {
+                let mut ours = Vec::new();
+                for r in refs {
+                    let rr = r.clone();
+                    if let Some(KeyPackageRoute::Local { client }) =
+                        state.db(move |s| s.key_package_route(&rr)).await?
+                    {
+                        ours.push(client);
+                    }
+                }
+                batch.ensure_room = Some(RoomRecord {
+                    room: room.to_string(),
+                    hub: peer.to_string(),
+                    epoch: 0,
+                    created_at: now_secs(),
+                });
+                for c in &ours {
+                    batch.room_clients_add.push((room.to_string(), c.clone()));
+                }
+                batch.forget_key_package_routes = refs.clone();
+                batch.deliveries.push(Delivery {
+                    room: room.to_string(),
+                    clients: ours,
+                    payload: item.fanout_bytes.clone(),
+                });
+            }
+            wire::FanoutKind::Other => {
+                let r = room.to_string();
+                let h = sha256(&item.message_bytes);
+                let echo = state.db(move |s| s.echo_mark(&r, &h)).await?;
+                batch.deliveries.push(Delivery {
+                    room: room.to_string(),
+                    clients: members
+                        .iter()
+                        .filter(|m| Some(*m) != echo.as_ref())
+                        .cloned()
+                        .collect(),
+                    payload: item.fanout_bytes.clone(),
+                });
+            }
+        }
+        if let BatchOutcome::Applied { woken: w } = state.db(move |s| s.apply(batch)).await? {
+            woken.extend(w);
+        }
+    }
+    state.wakers.wake(&woken);
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! The Entente provider server.
+//!
+//! One HTTPS listener serves both faces of a provider:
+//! - the client API ([`client_api`]), our own JSON design, for the provider's users;
+//! - MIMI server-to-server ([`federation`]), draft-ietf-mimi-protocol-06 over mutual
+//!   TLS, as hub for rooms its users create and follower for the others ([`hub`]).
+//!
+//! Every accepted message enters storage ([`store`]) in one atomic, durable batch
+//! together with its deliveries and outbound federation requests; the
+//! [`outbound`] worker then sends those with retries, and local clients receive theirs
+//! by WebSocket push or fetch, until they ack.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod client_api;
+pub mod config;
+pub mod error;
+pub mod federation;
+pub mod hub;
+pub mod openapi;
+pub mod outbound;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+pub use state::{Provider, ProviderHandle};

@@ -1,0 +1,259 @@
+//! The running provider: shared state, start-up and shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use entente_core::identity::IssuerKey;
+use entente_wire::ids::Domain;
+use openmls_rust_crypto::RustCrypto;
+use tokio::sync::{Notify, oneshot};
+
+use crate::auth::NonceCache;
+use crate::config::Config;
+use crate::error::Failure;
+use crate::federation::client::FederationClient;
+use crate::store::{Store, StoreError, sqlite::SqliteStore};
+
+/// Everything a request handler needs.
+pub struct Shared {
+    pub config: Config,
+    pub domain: Domain,
+    pub store: Arc<dyn Store>,
+    pub issuer: IssuerKey,
+    pub crypto: RustCrypto,
+    pub nonces: NonceCache,
+    pub wakers: Wakers,
+    pub federation: FederationClient,
+    /// Wakes the outbound worker when new requests are queued.
+    pub outbound_wake: Notify,
+}
+
+pub type AppState = Arc<Shared>;
+
+impl Shared {
+    /// Runs a storage operation on the blocking pool.
+    pub async fn db<T, F>(self: &Arc<Self>, f: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(r) => r.map_err(Failure::from),
+            Err(e) => Err(Failure::internal("storage task", e)),
+        }
+    }
+
+    pub fn is_local(&self, domain: &Domain) -> bool {
+        domain == &self.domain
+    }
+}
+
+/// Per-client wake-ups for WebSocket delivery.
+#[derive(Default)]
+pub struct Wakers {
+    map: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Wakers {
+    pub fn subscribe(&self, client: &str) -> Arc<Notify> {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(client.to_owned()).or_default().clone()
+    }
+
+    pub fn wake(&self, clients: &[String]) {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for c in clients {
+            if let Some(n) = m.get(c) {
+                n.notify_waiters();
+                n.notify_one();
+            }
+        }
+    }
+}
+
+/// Seconds since the UNIX epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the UNIX epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A provider to start.
+pub struct Provider;
+
+/// A running provider.
+pub struct ProviderHandle {
+    pub local_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProviderHandle {
+    /// Stops accepting, lets in-flight requests finish, and waits.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Stops abruptly, like a crash: no graceful drain (storage is still closed by
+    /// dropping it, but anything not yet committed is lost, as in a real crash).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot open the database at {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("cannot load TLS material: {0}")]
+    Tls(#[from] entente_tls::TlsError),
+    #[error("cannot read or create the issuer key at {path}: {source}")]
+    IssuerKey { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+impl Provider {
+    /// Opens storage and keys, binds the listener and starts serving.
+    pub async fn start(config: Config) -> Result<ProviderHandle, StartError> {
+        entente_tls::install_crypto_provider();
+        config.validate().map_err(StartError::Config)?;
+        let domain = Domain::parse(&config.domain).map_err(|e| StartError::Config(e.to_string()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::IssuerKey {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let issuer = load_or_create_issuer(&config, &domain)?;
+        let db_path = config.database_path();
+        let store = {
+            let p = db_path.clone();
+            tokio::task::spawn_blocking(move || SqliteStore::open(&p))
+                .await
+                .map_err(|e| StartError::Config(e.to_string()))?
+                .map_err(|source| StartError::Store {
+                    path: db_path.display().to_string(),
+                    source,
+                })?
+        };
+        let identity = entente_tls::Identity::from_pem_files(&config.tls.certificate, &config.tls.private_key)?;
+        let anchors = if config.tls.trust == "system" {
+            entente_tls::TrustAnchors::webpki()
+        } else {
+            entente_tls::TrustAnchors::from_pem_file(std::path::Path::new(&config.tls.trust))?
+        };
+        let server_tls = entente_tls::server_config(&identity, &anchors)?;
+        let client_tls = entente_tls::client_config(&anchors, Some(&identity))?;
+        let federation = FederationClient::new(domain.clone(), client_tls, &config.federation)
+            .map_err(StartError::Config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let state: AppState = Arc::new(Shared {
+            config,
+            domain,
+            store: Arc::new(store),
+            issuer,
+            crypto: RustCrypto::default(),
+            nonces: NonceCache::default(),
+            wakers: Wakers::default(),
+            federation,
+            outbound_wake: Notify::new(),
+        });
+        let router = crate::client_api::router(state.clone())
+            .merge(crate::federation::server::router(state.clone()))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                state.config.limits.max_body_bytes,
+            ))
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let (tx, rx) = oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(crate::outbound::run(state.clone(), stop_rx.clone()));
+        let maint = tokio::spawn(crate::outbound::maintenance(state.clone(), stop_rx));
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = entente_tls::serve(listener, server_tls, router, shutdown).await {
+                tracing::error!(error = %e, "listener stopped");
+            }
+            let _ = stop_tx.send(true);
+            let _ = worker.await;
+            let _ = maint.await;
+        });
+        tracing::info!(%local_addr, "provider listening");
+        Ok(ProviderHandle {
+            local_addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+}
+
+fn load_or_create_issuer(config: &Config, domain: &Domain) -> Result<IssuerKey, StartError> {
+    let path = config.issuer_key_path();
+    let err = |source| StartError::IssuerKey {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "expected 32 bytes",
+                ))
+            })?;
+            Ok(IssuerKey::from_seed(domain.clone(), &seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = IssuerKey::generate(domain.clone());
+            write_secret(&path, &key.seed()).map_err(err)?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}

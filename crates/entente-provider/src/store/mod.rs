@@ -1,0 +1,231 @@
+//! The provider's storage boundary.
+//!
+//! Protocol code talks to storage only through [`Store`]: a narrow set of operations
+//! named for what the provider does (register a client, claim a KeyPackage, commit a
+//! delivery batch, ack an inbox), never SQL. [`sqlite::SqliteStore`] implements it
+//! with embedded SQLite (WAL, group commit); a PostgreSQL backend implements the same
+//! trait.
+//!
+//! The trait is synchronous: async callers run it on the blocking pool
+//! (`tokio::task::spawn_blocking`). Every method is one atomic transaction.
+//! Durability contract: when a write method returns `Ok`, its effect is on stable
+//! storage (fsync'd), so the provider may acknowledge it to a client or peer.
+
+pub mod sqlite;
+
+/// Identifiers are passed as their canonical MIMI URI strings; the store does not
+/// interpret them.
+pub type Uri = str;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row to create exists already (e.g. user name taken, device registered).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A row the operation needs does not exist (e.g. unknown or expired link code).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database failed: disk full, I/O error, corruption. Not the caller's fault.
+    #[error("storage failed: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A registered client (device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    pub client: String,
+    pub user: String,
+    /// Ed25519 signature public key.
+    pub signature_key: Vec<u8>,
+    /// The certificate the provider issued for it.
+    pub certificate: Vec<u8>,
+    pub created_at: u64,
+}
+
+/// A room as this provider knows it: as hub (hub == our domain) or follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    pub room: String,
+    pub hub: String,
+    /// The hub's current MLS epoch (on a follower: the last epoch it saw committed).
+    pub epoch: u64,
+    pub created_at: u64,
+}
+
+/// Where a Welcome for a claimed KeyPackage must go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPackageRoute {
+    /// A client of this provider.
+    Local { client: String },
+    /// Another provider (recorded by a hub that claimed it there).
+    Remote { domain: String },
+}
+
+/// One pending outbound federation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRecord {
+    pub id: u64,
+    pub domain: String,
+    /// Endpoint name from the MIMI directory (`notify`, ...).
+    pub endpoint: String,
+    /// The room the request concerns (path parameter).
+    pub room: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+    pub next_attempt_at: u64,
+}
+
+/// One inbox item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRecord {
+    pub seq: u64,
+    pub room: String,
+    pub payload: Vec<u8>,
+}
+
+/// A set of writes applied atomically, or not at all. This is how every accepted
+/// message enters the system: the checks (`dedup`, `epoch`) and the effects (inbox
+/// items, outbound requests, membership) commit together, so a crash never leaves a
+/// message accepted but not queued, or queued twice.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// If this key was seen before in this scope, nothing is applied and the outcome
+    /// is [`BatchOutcome::Duplicate`] carrying the first outcome's `accepted_at`.
+    pub dedup: Option<Dedup>,
+    /// Applied only if the room's epoch equals `expected`; then set to `advance_to`.
+    pub epoch: Option<EpochCheck>,
+    /// Create the room if unknown (e.g. a follower learning of it from a Welcome).
+    pub ensure_room: Option<RoomRecord>,
+    /// Local clients that joined / left rooms: `(room, client)`.
+    pub room_clients_add: Vec<(String, String)>,
+    pub room_clients_remove: Vec<(String, String)>,
+    /// Remote providers with participants in a room (hub side): `(room, domain)`.
+    pub room_domains_add: Vec<(String, String)>,
+    /// Inbox items: one payload delivered to several clients of one room.
+    pub deliveries: Vec<Delivery>,
+    pub outbound: Vec<NewOutbound>,
+    /// Record which of our clients submitted a message (by hash), so that its echo
+    /// from the hub is not delivered back to it: `(room, message hash, client)`.
+    pub echo_marks: Vec<(String, [u8; 32], String)>,
+    /// KeyPackage routes that have served their purpose (Welcome forwarded).
+    pub forget_key_package_routes: Vec<Vec<u8>>,
+    /// Hub acceptance time recorded with the dedup key (ms since the UNIX epoch).
+    pub accepted_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dedup {
+    /// e.g. `submit:<room>` or `notify:<from-domain>`.
+    pub scope: String,
+    pub key: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochCheck {
+    pub room: String,
+    pub expected: u64,
+    pub advance_to: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub room: String,
+    pub clients: Vec<String>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutbound {
+    pub domain: String,
+    pub endpoint: String,
+    pub room: String,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Applied; lists the clients that got new inbox items (to wake them).
+    Applied { woken: Vec<String> },
+    /// Seen before; nothing applied. `accepted_at` is the first acceptance's.
+    Duplicate { accepted_at: u64 },
+    /// The epoch check failed; nothing applied.
+    WrongEpoch { current: u64 },
+}
+
+/// The storage operations of a provider.
+pub trait Store: Send + Sync + 'static {
+    // --- accounts and clients ---
+
+    /// Creates `user` with its first client. `Conflict` if the user exists.
+    fn create_account(&self, client: &ClientRecord) -> Result<()>;
+    /// Adds a client to an existing user, consuming a link code (by its hash) that
+    /// was issued for that user and has not expired at `now`. `NotFound` if the code
+    /// is unknown, expired or for another user; `Conflict` if the client exists.
+    fn add_client(&self, client: &ClientRecord, link_code_hash: &[u8; 32], now: u64) -> Result<()>;
+    fn client(&self, client: &Uri) -> Result<Option<ClientRecord>>;
+    fn user_clients(&self, user: &Uri) -> Result<Vec<ClientRecord>>;
+    fn user_exists(&self, user: &Uri) -> Result<bool>;
+    /// Stores a single-use link code for `user`, valid until `expires_at`.
+    fn put_link_code(&self, user: &Uri, code_hash: &[u8; 32], expires_at: u64) -> Result<()>;
+
+    // --- key packages ---
+
+    /// Adds single-use KeyPackages `(reference, bytes)`, and replaces the client's
+    /// last-resort KeyPackage if one is given.
+    fn add_key_packages(
+        &self,
+        client: &Uri,
+        single_use: &[(Vec<u8>, Vec<u8>)],
+        last_resort: Option<&(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()>;
+    /// `(single-use count, has last resort)`.
+    fn key_package_status(&self, client: &Uri) -> Result<(u64, bool)>;
+    /// Claims one KeyPackage of `client`: a single-use one (deleted, never served
+    /// again) or, when they are exhausted, the last-resort one (kept). Records the
+    /// route `reference -> Local(client)` for the Welcome. `None` if it has none.
+    fn claim_key_package(&self, client: &Uri, now: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// Records that a KeyPackage claimed at another provider routes there.
+    fn record_key_package_route(&self, reference: &[u8], route: &KeyPackageRoute, now: u64) -> Result<()>;
+    fn key_package_route(&self, reference: &[u8]) -> Result<Option<KeyPackageRoute>>;
+
+    // --- rooms ---
+
+    /// `Conflict` if it exists.
+    fn create_room(&self, room: &RoomRecord, first_client: &Uri) -> Result<()>;
+    fn room(&self, room: &Uri) -> Result<Option<RoomRecord>>;
+    fn room_clients(&self, room: &Uri) -> Result<Vec<String>>;
+    fn room_domains(&self, room: &Uri) -> Result<Vec<String>>;
+    /// The client that submitted the message with this hash, if one of ours did.
+    fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>>;
+
+    // --- the commit point ---
+
+    fn apply(&self, batch: Batch) -> Result<BatchOutcome>;
+
+    // --- inboxes ---
+
+    /// Items with `seq > after`, oldest first, at most `limit`.
+    fn inbox(&self, client: &Uri, after: u64, limit: u32) -> Result<Vec<InboxRecord>>;
+    /// Deletes the client's items with `seq <= up_to`; returns how many.
+    fn ack(&self, client: &Uri, up_to: u64) -> Result<u64>;
+
+    // --- outbound federation queue ---
+
+    /// For every domain whose *oldest* pending request is due at `now` (seconds),
+    /// that domain's oldest pending requests in insertion order, at most
+    /// `per_domain` of them. A peer receives its requests in order: a later request
+    /// is never sent before an earlier one succeeded.
+    fn due_outbound(&self, now: u64, per_domain: u32) -> Result<Vec<OutboundRecord>>;
+    fn outbound_done(&self, id: u64) -> Result<()>;
+    fn outbound_retry(&self, id: u64, next_attempt_at: u64, attempts: u32) -> Result<()>;
+    /// Earliest `next_attempt_at` of any pending request.
+    fn next_outbound_at(&self) -> Result<Option<u64>>;
+
+    // --- maintenance ---
+
+    /// Deletes dedup keys and echo marks older than `before` (ms), expired link codes
+    /// and KeyPackage routes. Returns rows deleted.
+    fn expire(&self, before_ms: u64, now_secs: u64) -> Result<u64>;
+}

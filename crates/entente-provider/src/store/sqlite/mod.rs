@@ -1,0 +1,210 @@
+//! [`SqliteStore`]: the [`Store`] in one embedded SQLite file.
+//!
+//! - **Durability.** WAL with `synchronous = FULL`: a write method returns `Ok`
+//!   only after its transaction's WAL frames are fsync'd.
+//! - **Group commit.** One writer thread owns the only write connection. Writes
+//!   queue up while it commits; it then runs everything queued in one transaction,
+//!   each write in its own savepoint (a failing write rolls back alone), and pays
+//!   one fsync for all of them. Throughput grows with concurrency instead of being
+//!   capped at one fsync per write.
+//! - **Reads** use a small pool of read-only connections and see the latest
+//!   committed state without waiting for the writer.
+//! - **Schema** versioned by `PRAGMA user_version` and migrated on open; a file
+//!   from a newer build is refused rather than misread.
+//!
+//! Times are stored in the units the trait passes them. The batch's `accepted_at`
+//! (ms) is also the creation time of its dedup key, echo marks and outbound
+//! requests, which is what [`Store::expire`]'s `before_ms` is compared with.
+//! KeyPackage routes expire [`KEY_PACKAGE_ROUTE_TTL_SECS`] after their claim.
+//!
+//! ```no_run
+//! use entente_provider::store::{Store, sqlite::SqliteStore};
+//!
+//! let store = SqliteStore::open(std::path::Path::new("provider.db"))?;
+//! assert!(!store.user_exists("mimi://example.com/u/alice")?);
+//! # Ok::<(), entente_provider::store::StoreError>(())
+//! ```
+
+mod accounts;
+mod convert;
+mod key_packages;
+mod queues;
+mod readers;
+mod rooms;
+mod schema;
+mod writer;
+
+use std::path::Path;
+
+pub use queues::KEY_PACKAGE_ROUTE_TTL_SECS;
+
+use self::readers::Readers;
+use self::writer::Writer;
+use super::{
+    Batch, BatchOutcome, ClientRecord, InboxRecord, KeyPackageRoute, OutboundRecord, Result,
+    RoomRecord, Store, Uri,
+};
+
+/// Read connections kept open at most; more concurrent readers wait for one.
+const MAX_READERS: usize = 8;
+
+/// The SQLite implementation of [`Store`]. Dropping it finishes the queued writes
+/// and closes the database.
+pub struct SqliteStore {
+    // Declared before the writer so the write connection closes last and
+    // checkpoints the WAL into the database file.
+    readers: Readers,
+    writer: Writer,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and schema if needed and
+    /// migrating an older schema. Fails if the file was written by a newer build.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = schema::open_writer(path)?;
+        Ok(Self {
+            readers: Readers::new(path.to_owned(), MAX_READERS),
+            writer: Writer::spawn(conn)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_account(&self, client: &ClientRecord) -> Result<()> {
+        let client = client.clone();
+        self.writer
+            .write(move |conn| accounts::create_account(conn, &client))
+    }
+
+    fn add_client(&self, client: &ClientRecord, link_code_hash: &[u8; 32], now: u64) -> Result<()> {
+        let (client, hash) = (client.clone(), *link_code_hash);
+        self.writer
+            .write(move |conn| accounts::add_client(conn, &client, &hash, now))
+    }
+
+    fn client(&self, client: &Uri) -> Result<Option<ClientRecord>> {
+        self.readers.read(|conn| accounts::client(conn, client))
+    }
+
+    fn user_clients(&self, user: &Uri) -> Result<Vec<ClientRecord>> {
+        self.readers.read(|conn| accounts::user_clients(conn, user))
+    }
+
+    fn user_exists(&self, user: &Uri) -> Result<bool> {
+        self.readers.read(|conn| accounts::user_exists(conn, user))
+    }
+
+    fn put_link_code(&self, user: &Uri, code_hash: &[u8; 32], expires_at: u64) -> Result<()> {
+        let (user, hash) = (user.to_owned(), *code_hash);
+        self.writer
+            .write(move |conn| accounts::put_link_code(conn, &user, &hash, expires_at))
+    }
+
+    fn add_key_packages(
+        &self,
+        client: &Uri,
+        single_use: &[(Vec<u8>, Vec<u8>)],
+        last_resort: Option<&(Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let (client, single_use, last_resort) =
+            (client.to_owned(), single_use.to_vec(), last_resort.cloned());
+        self.writer.write(move |conn| {
+            key_packages::add_key_packages(conn, &client, &single_use, last_resort.as_ref())
+        })
+    }
+
+    fn key_package_status(&self, client: &Uri) -> Result<(u64, bool)> {
+        self.readers
+            .read(|conn| key_packages::key_package_status(conn, client))
+    }
+
+    fn claim_key_package(&self, client: &Uri, now: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let client = client.to_owned();
+        self.writer
+            .write(move |conn| key_packages::claim_key_package(conn, &client, now))
+    }
+
+    fn record_key_package_route(
+        &self,
+        reference: &[u8],
+        route: &KeyPackageRoute,
+        now: u64,
+    ) -> Result<()> {
+        let (reference, route) = (reference.to_vec(), route.clone());
+        self.writer.write(move |conn| {
+            key_packages::record_key_package_route(conn, &reference, &route, now)
+        })
+    }
+
+    fn key_package_route(&self, reference: &[u8]) -> Result<Option<KeyPackageRoute>> {
+        self.readers
+            .read(|conn| key_packages::key_package_route(conn, reference))
+    }
+
+    fn create_room(&self, room: &RoomRecord, first_client: &Uri) -> Result<()> {
+        let (room, first_client) = (room.clone(), first_client.to_owned());
+        self.writer
+            .write(move |conn| rooms::create_room(conn, &room, &first_client))
+    }
+
+    fn room(&self, room: &Uri) -> Result<Option<RoomRecord>> {
+        self.readers.read(|conn| rooms::room(conn, room))
+    }
+
+    fn room_clients(&self, room: &Uri) -> Result<Vec<String>> {
+        self.readers.read(|conn| rooms::room_clients(conn, room))
+    }
+
+    fn room_domains(&self, room: &Uri) -> Result<Vec<String>> {
+        self.readers.read(|conn| rooms::room_domains(conn, room))
+    }
+
+    fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>> {
+        self.readers.read(|conn| rooms::echo_mark(conn, room, hash))
+    }
+
+    fn apply(&self, batch: Batch) -> Result<BatchOutcome> {
+        self.writer.write(move |conn| rooms::apply(conn, &batch))
+    }
+
+    fn inbox(&self, client: &Uri, after: u64, limit: u32) -> Result<Vec<InboxRecord>> {
+        self.readers
+            .read(|conn| queues::inbox(conn, client, after, limit))
+    }
+
+    fn ack(&self, client: &Uri, up_to: u64) -> Result<u64> {
+        let client = client.to_owned();
+        self.writer
+            .write(move |conn| queues::ack(conn, &client, up_to))
+    }
+
+    fn due_outbound(&self, now: u64, per_domain: u32) -> Result<Vec<OutboundRecord>> {
+        self.readers
+            .read(|conn| queues::due_outbound(conn, now, per_domain))
+    }
+
+    fn outbound_done(&self, id: u64) -> Result<()> {
+        self.writer
+            .write(move |conn| queues::outbound_done(conn, id))
+    }
+
+    fn outbound_retry(&self, id: u64, next_attempt_at: u64, attempts: u32) -> Result<()> {
+        self.writer
+            .write(move |conn| queues::outbound_retry(conn, id, next_attempt_at, attempts))
+    }
+
+    fn next_outbound_at(&self) -> Result<Option<u64>> {
+        self.readers.read(queues::next_outbound_at)
+    }
+
+    fn expire(&self, before_ms: u64, now_secs: u64) -> Result<u64> {
+        self.writer
+            .write(move |conn| queues::expire(conn, before_ms, now_secs))
+    }
+}

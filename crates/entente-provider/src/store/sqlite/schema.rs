@@ -1,0 +1,232 @@
+//! The schema, its migrations, and how every connection is configured.
+//!
+//! The schema version is `PRAGMA user_version`: the number of entries of
+//! [`MIGRATIONS`] applied. Migrations are append-only; never edit one that has
+//! shipped, add the next.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::convert::Context;
+use crate::store::{Result, StoreError};
+
+/// Marks the file as an Entente provider store (`PRAGMA application_id`, "Ente").
+const APPLICATION_ID: i32 = 0x456e_7465;
+
+/// How long a statement waits for a lock held by another connection (another
+/// process, or a checkpoint) before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection; more than the store has.
+const STATEMENT_CACHE: usize = 64;
+
+/// The schema, one migration per version.
+pub(super) const MIGRATIONS: &[&str] = &[V1];
+
+/// Every time is an integer in the unit the trait gives it: link code expiry,
+/// outbound retry times and KeyPackage route times in seconds; dedup, echo mark and
+/// outbound creation times in milliseconds (the batch's `accepted_at`).
+const V1: &str = "
+CREATE TABLE users (
+    user       TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- A rowid table: certificates make rows too large for WITHOUT ROWID to pay off,
+-- and the rowid gives a user's clients in registration order.
+CREATE TABLE clients (
+    client        TEXT NOT NULL UNIQUE,
+    user          TEXT NOT NULL REFERENCES users (user),
+    signature_key BLOB NOT NULL,
+    certificate   BLOB NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX clients_by_user ON clients (user);
+
+CREATE TABLE link_codes (
+    hash       BLOB PRIMARY KEY,
+    user       TEXT NOT NULL REFERENCES users (user),
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX link_codes_by_expiry ON link_codes (expires_at);
+
+-- `id` orders a client's single-use KeyPackages oldest first.
+CREATE TABLE key_packages (
+    id          INTEGER PRIMARY KEY,
+    client      TEXT NOT NULL REFERENCES clients (client),
+    reference   BLOB NOT NULL UNIQUE,
+    bytes       BLOB NOT NULL,
+    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1))
+);
+CREATE INDEX key_packages_by_client ON key_packages (client, last_resort, id);
+CREATE UNIQUE INDEX key_packages_one_last_resort ON key_packages (client)
+    WHERE last_resort = 1;
+
+CREATE TABLE key_package_routes (
+    reference  BLOB PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('local', 'remote')),
+    client     TEXT,
+    domain     TEXT,
+    created_at INTEGER NOT NULL,
+    CHECK ((kind = 'local' AND client IS NOT NULL AND domain IS NULL)
+        OR (kind = 'remote' AND domain IS NOT NULL AND client IS NULL))
+) WITHOUT ROWID;
+CREATE INDEX key_package_routes_by_age ON key_package_routes (created_at);
+
+CREATE TABLE rooms (
+    room       TEXT PRIMARY KEY,
+    hub        TEXT NOT NULL,
+    epoch      INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE room_clients (
+    room   TEXT NOT NULL REFERENCES rooms (room),
+    client TEXT NOT NULL REFERENCES clients (client),
+    PRIMARY KEY (room, client)
+) WITHOUT ROWID;
+
+CREATE TABLE room_domains (
+    room   TEXT NOT NULL REFERENCES rooms (room),
+    domain TEXT NOT NULL,
+    PRIMARY KEY (room, domain)
+) WITHOUT ROWID;
+
+-- A payload is stored once however many clients it is delivered to. `refcount`
+-- is the number of inbox rows pointing at it; the trigger below deletes the
+-- payload with its last inbox row.
+CREATE TABLE messages (
+    id       INTEGER PRIMARY KEY,
+    room     TEXT NOT NULL REFERENCES rooms (room),
+    payload  BLOB NOT NULL,
+    refcount INTEGER NOT NULL CHECK (refcount >= 0)
+);
+
+-- AUTOINCREMENT: a sequence number is never reused, even after a client acked
+-- everything, so a client's `after` cursor never skips a new item.
+CREATE TABLE inbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    client     TEXT NOT NULL REFERENCES clients (client),
+    message_id INTEGER NOT NULL
+);
+CREATE INDEX inbox_by_client ON inbox (client, seq, message_id);
+
+CREATE TRIGGER inbox_release AFTER DELETE ON inbox BEGIN
+    UPDATE messages SET refcount = refcount - 1 WHERE id = OLD.message_id;
+    DELETE FROM messages WHERE id = OLD.message_id AND refcount = 0;
+END;
+
+-- AUTOINCREMENT: ids name requests in `outbound_done` / `outbound_retry` and
+-- order a domain's requests; neither may be reused.
+CREATE TABLE outbound (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    domain          TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    room            TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX outbound_by_domain ON outbound (domain, id);
+CREATE INDEX outbound_by_due ON outbound (next_attempt_at);
+
+CREATE TABLE dedup (
+    scope       TEXT NOT NULL,
+    key         BLOB NOT NULL,
+    accepted_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX dedup_by_age ON dedup (accepted_at);
+
+CREATE TABLE echo_marks (
+    room       TEXT NOT NULL,
+    hash       BLOB NOT NULL,
+    client     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (room, hash)
+) WITHOUT ROWID;
+CREATE INDEX echo_marks_by_age ON echo_marks (created_at);
+";
+
+/// Opens (creating if needed) the database for the writer, configures it for
+/// durability and brings the schema up to date.
+pub(super) fn open_writer(path: &Path) -> Result<Connection> {
+    let mut conn = Connection::open(path).context("opening the database")?;
+    configure(&conn)?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .context("enabling WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "the database cannot use WAL (journal_mode stays {mode})"
+        )));
+    }
+    // FULL: in WAL mode, every commit syncs the WAL, so a commit that returned
+    // survives power loss. fullfsync matters on macOS only, where plain fsync does
+    // not reach the platter.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA fullfsync = ON;
+         PRAGMA checkpoint_fullfsync = ON;
+         PRAGMA foreign_keys = ON;",
+    )
+    .context("configuring the write connection")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection to an existing database.
+pub(super) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).context("opening a read connection")?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .context("setting the busy timeout")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context("starting the migration")?;
+    let application_id: i32 = tx
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .context("reading the application id")?;
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(StoreError::Backend(format!(
+            "not an Entente store (application_id {application_id:#x})"
+        )));
+    }
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .context("reading the schema version")?;
+    let known = MIGRATIONS.len();
+    let applied = usize::try_from(version)
+        .map_err(|_| StoreError::Backend(format!("invalid schema version {version}")))?;
+    if applied > known {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than the newest this \
+             build knows ({known}); upgrade the provider or restore a matching backup"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql).context("migrating the schema")?;
+        tx.pragma_update(None, "user_version", index + 1)
+            .context("recording the schema version")?;
+    }
+    if application_id == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .context("recording the application id")?;
+    }
+    tx.commit().context("committing the migration")
+}

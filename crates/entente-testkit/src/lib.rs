@@ -1,0 +1,182 @@
+//! Dev-only: real Entente providers on loopback for tests, benchmarks and the demo.
+//!
+//! A [`Federation`] makes a throwaway CA, issues each provider a certificate for its
+//! domain, writes each provider's config and data directory under one root, and
+//! starts them with real TLS and real SQLite on 127.0.0.1. Providers can be stopped,
+//! killed (as in a crash) and restarted on the same address.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use entente_client::{ClientOptions, Endpoint};
+use entente_provider::config::{Config, FederationConfig, Limits, RegistrationConfig, TlsConfig};
+use entente_provider::{Provider, ProviderHandle};
+use entente_tls::DevCa;
+
+/// One provider of the federation.
+pub struct Member {
+    pub config: Config,
+    pub handle: Option<ProviderHandle>,
+}
+
+/// Several providers federating on loopback.
+pub struct Federation {
+    root: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    ca: DevCa,
+    pub members: BTreeMap<String, Member>,
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Federation {
+    /// Starts providers for `domains` in a fresh temporary directory.
+    pub async fn start(domains: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+        let root = tmp.path().to_owned();
+        let mut f = Self::create(&root, domains)?;
+        f._tmp = Some(tmp);
+        f.start_all().await?;
+        Ok(f)
+    }
+
+    /// Starts providers for `domains` under `root` (kept afterwards).
+    pub async fn start_in(root: &Path, domains: &[&str]) -> Result<Self> {
+        let mut f = Self::create(root, domains)?;
+        f.start_all().await?;
+        Ok(f)
+    }
+
+    fn create(root: &Path, domains: &[&str]) -> Result<Self> {
+        entente_tls::install_crypto_provider();
+        std::fs::create_dir_all(root)?;
+        let ca = DevCa::generate("Entente throwaway CA (tests)")?;
+        ca.save(root.join("ca"))?;
+        let addrs: BTreeMap<String, SocketAddr> = domains
+            .iter()
+            .map(|d| Ok((d.to_string(), SocketAddr::from(([127, 0, 0, 1], free_port()?)))))
+            .collect::<Result<_>>()?;
+        let mut members = BTreeMap::new();
+        for d in domains {
+            let dir = root.join(d);
+            std::fs::create_dir_all(&dir)?;
+            ca.issue(d)?.save(&dir, "provider")?;
+            let peers = addrs
+                .iter()
+                .filter(|(p, _)| p.as_str() != *d)
+                .map(|(p, a)| (p.clone(), a.to_string()))
+                .collect();
+            let config = Config {
+                domain: d.to_string(),
+                listen: addrs[*d],
+                data_dir: dir.join("data"),
+                tls: TlsConfig {
+                    certificate: dir.join("provider.crt"),
+                    private_key: dir.join("provider.key"),
+                    trust: root.join("ca").join("ca.crt").to_string_lossy().into_owned(),
+                },
+                federation: FederationConfig { peers },
+                registration: RegistrationConfig::default(),
+                limits: Limits::default(),
+            };
+            std::fs::write(dir.join("provider.toml"), config.to_toml()?)?;
+            members.insert(d.to_string(), Member { config, handle: None });
+        }
+        Ok(Self { root: root.to_owned(), _tmp: None, ca, members })
+    }
+
+    async fn start_all(&mut self) -> Result<()> {
+        let names: Vec<String> = self.members.keys().cloned().collect();
+        for d in names {
+            self.restart(&d).await?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, domain: &str) -> Result<&mut Member> {
+        self.members.get_mut(domain).with_context(|| format!("no provider {domain} in this federation"))
+    }
+
+    /// Starts (again) a stopped provider on its address.
+    pub async fn restart(&mut self, domain: &str) -> Result<()> {
+        let m = self.member(domain)?;
+        if m.handle.is_some() {
+            anyhow::bail!("{domain} is already running");
+        }
+        let mut last = None;
+        // The port may linger briefly after a kill.
+        for _ in 0..50 {
+            match Provider::start(m.config.clone()).await {
+                Ok(h) => {
+                    m.handle = Some(h);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(anyhow::anyhow!("starting {domain}: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+    }
+
+    /// Stops a provider gracefully.
+    pub async fn stop(&mut self, domain: &str) -> Result<()> {
+        if let Some(h) = self.member(domain)?.handle.take() {
+            h.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Stops a provider abruptly, as a crash would.
+    pub async fn kill(&mut self, domain: &str) -> Result<()> {
+        if let Some(h) = self.member(domain)?.handle.take() {
+            h.kill();
+            // Let the aborted tasks and the storage writer wind down.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// How a client of `domain` reaches its provider.
+    pub fn endpoint(&self, domain: &str) -> Result<Endpoint> {
+        let m = self.members.get(domain).with_context(|| format!("no provider {domain}"))?;
+        let anchors = self.ca.trust_anchors()?;
+        Ok(Endpoint {
+            domain: domain.to_owned(),
+            address: Some(m.config.listen),
+            tls: entente_tls::client_config(&anchors, None)?,
+        })
+    }
+
+    /// Options for a client device named `name` of `domain`, with its own data dir.
+    pub fn client_options(&self, domain: &str, name: &str) -> Result<ClientOptions> {
+        Ok(ClientOptions {
+            data_dir: self.root.join("clients").join(name),
+            endpoint: self.endpoint(domain)?,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database_path(&self, domain: &str) -> Result<PathBuf> {
+        Ok(self.members.get(domain).with_context(|| format!("no provider {domain}"))?.config.database_path())
+    }
+
+    /// Stops every provider.
+    pub async fn shutdown(mut self) {
+        for m in self.members.values_mut() {
+            if let Some(h) = m.handle.take() {
+                h.shutdown().await;
+            }
+        }
+    }
+}

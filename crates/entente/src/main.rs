@@ -1,0 +1,103 @@
+//! `entente`: run a provider, use an account, or watch the demo.
+#![forbid(unsafe_code)]
+
+mod account;
+mod demo;
+mod load;
+mod provider_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Entente: end-to-end encrypted messaging between independent providers, over the
+/// IETF MIMI protocol and MLS.
+///
+/// Users are named like e-mail: alice@a.example is alice at the provider of
+/// a.example. Providers federate with mutually authenticated TLS; messages are
+/// encrypted on the device and providers only ever see ciphertext.
+///
+/// Start with `entente demo`. To run your own provider: `entente ca init`, then
+/// `entente provider init`, then `entente provider run`.
+#[derive(Parser)]
+#[command(name = "entente", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Log filter, e.g. `info` or `entente_provider=debug` (also RUST_LOG).
+    #[arg(long, global = true, env = "ENTENTE_LOG", default_value = "warn")]
+    log: String,
+    /// Print logs as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(flatten)]
+    common: account::Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start two providers on this machine, let alice@a.example and bob@b.example
+    /// talk, and show that the providers only hold ciphertext.
+    Demo(demo::DemoArgs),
+    /// Run and set up a provider.
+    #[command(subcommand)]
+    Provider(provider_cmd::ProviderCommand),
+    /// A throwaway certificate authority for local federations.
+    #[command(subcommand)]
+    Ca(provider_cmd::CaCommand),
+    /// Use an account: create it, chat, send, listen.
+    #[command(flatten)]
+    Account(account::AccountCommand),
+    /// Load test: push messages between users of two local providers and report
+    /// throughput and latency.
+    Load(load::LoadArgs),
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Default home of the CLI's account state.
+pub fn default_home() -> PathBuf {
+    std::env::var_os("ENTENTE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".entente")))
+        .unwrap_or_else(|| PathBuf::from(".entente"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_json);
+    entente_tls::install_crypto_provider();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Provider(c) => provider_cmd::run(c).await,
+            Command::Ca(c) => provider_cmd::run_ca(c),
+            Command::Account(c) => account::run(c, cli.common).await,
+            Command::Load(a) => load::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
