@@ -1,5 +1,13 @@
 //! Fuzz the MIMI content decoder: it must never panic, and whatever it accepts must be
 //! the one deterministic encoding of the value it decodes to.
+//!
+//! Seeded with the draft's examples (libFuzzer writes new inputs to the first
+//! directory only):
+//!
+//! ```text
+//! cd fuzz && mkdir -p corpus/mimi_content
+//! cargo +nightly fuzz run mimi_content corpus/mimi_content ../../shared/vectors/mimi-content
+//! ```
 #![no_main]
 
 use entente_wire::content::MimiContent;
@@ -14,5 +22,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again, content, "decode(encode(x)) must equal x");
     // The decoder accepts deterministic CBOR only, so the input is already canonical;
     // message IDs (hashes over the bytes) depend on this.
-    assert_eq!(encoded, data, "accepted input must be the deterministic encoding");
+    assert_eq!(
+        encoded, data,
+        "accepted input must be the deterministic encoding"
+    );
 });

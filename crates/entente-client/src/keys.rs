@@ -1,7 +1,7 @@
 //! KeyPackages: generation, upload and replenishment.
 
 use entente_wire::api::{KeyPackageStatus, UploadKeyPackages};
-use openmls::prelude::{CredentialWithKey, KeyPackage};
+use openmls::prelude::{Capabilities, CredentialWithKey, ExtensionType, KeyPackage};
 use tls_codec::Serialize as _;
 
 use crate::store::MlsProvider;
@@ -16,8 +16,13 @@ impl Client {
     }
 
     fn new_key_package(&self, last_resort: bool) -> Result<Vec<u8>, ClientError> {
-        let provider = MlsProvider::new(&self.crypto, &self.conn);
-        let mut b = KeyPackage::builder();
+        let conn = self.db();
+        let provider = MlsProvider::new(&self.crypto, &conn);
+        // The last_resort extension must be announced in the leaf's capabilities.
+        let capabilities = Capabilities::builder()
+            .extensions(vec![ExtensionType::LastResort])
+            .build();
+        let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities);
         if last_resort {
             b = b.mark_as_last_resort();
         }

@@ -60,7 +60,9 @@ pub struct ClientOptions {
 
 /// One device of one user.
 pub struct Client {
-    conn: Connection,
+    /// Locked only in synchronous sections, never across an await, so that the
+    /// client's futures are `Send`.
+    conn: std::sync::Mutex<Connection>,
     crypto: RustCrypto,
     signer: SignatureKeyPair,
     id: ClientId,
@@ -70,7 +72,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("id", &self.id.to_string()).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("id", &self.id.to_string())
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,8 +102,9 @@ impl Client {
                 opts.endpoint.domain
             )));
         }
-        std::fs::create_dir_all(&opts.data_dir)
-            .map_err(|e| ClientError::Storage(format!("creating {}: {e}", opts.data_dir.display())))?;
+        std::fs::create_dir_all(&opts.data_dir).map_err(|e| {
+            ClientError::Storage(format!("creating {}: {e}", opts.data_dir.display()))
+        })?;
         let conn = store::open(&opts.data_dir.join("client.db"))?;
         let exists: Option<String> = conn
             .query_row("SELECT client FROM identity", [], |r| r.get(0))
@@ -134,14 +139,18 @@ impl Client {
             )
             .await?;
         // Pin our own provider's issuer key and check the certificate against it.
-        let info: ProviderInfo = transport.public::<(), _>(reqwest::Method::GET, "/v1/provider", None).await?;
+        let info: ProviderInfo = transport
+            .public::<(), _>(reqwest::Method::GET, "/v1/provider", None)
+            .await?;
         let issuer = IssuerPublicKey::from_bytes(user.domain().clone(), &info.issuer_key)
             .map_err(|e| ClientError::Protocol(format!("provider issuer key: {e}")))?;
         let cert = UnverifiedCertificate::decode(&resp.certificate)
             .and_then(|c| c.verify(&issuer, now_secs()))
             .map_err(|e| ClientError::Untrusted(format!("our own certificate: {e}")))?;
         if cert.client() != &id || cert.signature_key() != signer.public() {
-            return Err(ClientError::Untrusted("the provider certified a different client or key".into()));
+            return Err(ClientError::Untrusted(
+                "the provider certified a different client or key".into(),
+            ));
         }
         {
             let provider = MlsProvider::new(&crypto, &conn);
@@ -156,10 +165,21 @@ impl Client {
         .map_err(storage)?;
         conn.execute(
             "INSERT INTO issuers (domain, key, first_seen) VALUES (?1, ?2, ?3)",
-            params![user.domain().as_str(), issuer.to_bytes().to_vec(), now_secs() as i64],
+            params![
+                user.domain().as_str(),
+                issuer.to_bytes().to_vec(),
+                now_secs() as i64
+            ],
         )
         .map_err(storage)?;
-        let mut client = Client { conn, crypto, signer, id, cert, transport };
+        let mut client = Client {
+            conn: std::sync::Mutex::new(conn),
+            crypto,
+            signer,
+            id,
+            cert,
+            transport,
+        };
         client.replenish_key_packages().await?;
         Ok(client)
     }
@@ -175,13 +195,19 @@ impl Client {
         }
         let conn = store::open(&path)?;
         let (client, cert_bytes, public): (String, Vec<u8>, Vec<u8>) = conn
-            .query_row("SELECT client, certificate, signature_public FROM identity", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT client, certificate, signature_public FROM identity",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(storage)?
-            .ok_or_else(|| ClientError::Usage(format!("no device in {}", opts.data_dir.display())))?;
-        let id: ClientId = client.parse().map_err(|e| ClientError::Storage(format!("identity: {e}")))?;
+            .ok_or_else(|| {
+                ClientError::Usage(format!("no device in {}", opts.data_dir.display()))
+            })?;
+        let id: ClientId = client
+            .parse()
+            .map_err(|e| ClientError::Storage(format!("identity: {e}")))?;
         let crypto = RustCrypto::default();
         let signer = {
             let provider = MlsProvider::new(&crypto, &conn);
@@ -197,9 +223,25 @@ impl Client {
         // Our own certificate may have expired; that is reported when it matters.
         let cert = UnverifiedCertificate::decode(&cert_bytes)
             .and_then(|c| c.verify(&issuer, now_secs()))
-            .map_err(|e| ClientError::Untrusted(format!("our own certificate: {e}; register the device again")))?;
+            .map_err(|e| {
+                ClientError::Untrusted(format!(
+                    "our own certificate: {e}; register the device again"
+                ))
+            })?;
         let transport = Transport::new(opts.endpoint)?;
-        Ok(Client { conn, crypto, signer, id, cert, transport })
+        Ok(Client {
+            conn: std::sync::Mutex::new(conn),
+            crypto,
+            signer,
+            id,
+            cert,
+            transport,
+        })
+    }
+
+    /// The database connection. Never hold the guard across an await.
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn id(&self) -> &ClientId {
@@ -229,9 +271,16 @@ impl Client {
             .await
     }
 
-    fn pinned_issuer(conn: &Connection, domain: &Domain) -> Result<Option<IssuerPublicKey>, ClientError> {
+    pub(crate) fn pinned_issuer(
+        conn: &Connection,
+        domain: &Domain,
+    ) -> Result<Option<IssuerPublicKey>, ClientError> {
         let key: Option<Vec<u8>> = conn
-            .query_row("SELECT key FROM issuers WHERE domain = ?1", params![domain.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT key FROM issuers WHERE domain = ?1",
+                params![domain.as_str()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(storage)?;
         key.map(|k| {
@@ -245,12 +294,16 @@ impl Client {
     /// which fetched it over mutually authenticated TLS). A later change is not
     /// accepted silently; safety numbers let users detect a provider that lies.
     pub async fn issuer_key(&self, domain: &Domain) -> Result<IssuerPublicKey, ClientError> {
-        if let Some(k) = Self::pinned_issuer(&self.conn, domain)? {
+        if let Some(k) = Self::pinned_issuer(&self.db(), domain)? {
             return Ok(k);
         }
         let info: ProviderInfo = self
             .transport
-            .public::<(), _>(reqwest::Method::GET, &format!("/v1/providers/{}", domain.as_str()), None)
+            .public::<(), _>(
+                reqwest::Method::GET,
+                &format!("/v1/providers/{}", domain.as_str()),
+                None,
+            )
             .await?;
         if info.domain != domain.as_str() {
             return Err(ClientError::Protocol(format!(
@@ -260,7 +313,7 @@ impl Client {
         }
         let key = IssuerPublicKey::from_bytes(domain.clone(), &info.issuer_key)
             .map_err(|e| ClientError::Protocol(format!("issuer key of {domain}: {e}")))?;
-        self.conn
+        self.db()
             .execute(
                 "INSERT OR IGNORE INTO issuers (domain, key, first_seen) VALUES (?1, ?2, ?3)",
                 params![domain.as_str(), key.to_bytes().to_vec(), now_secs() as i64],
@@ -272,8 +325,12 @@ impl Client {
     /// Checks that `room` is a room this device is in.
     fn require_room(&self, room: &RoomId) -> Result<(), ClientError> {
         let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM rooms WHERE room = ?1", params![room.to_string()], |r| r.get(0))
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM rooms WHERE room = ?1",
+                params![room.to_string()],
+                |r| r.get(0),
+            )
             .map_err(storage)?;
         if n == 0 {
             return Err(ClientError::Usage(format!("this device is not in {room}")));

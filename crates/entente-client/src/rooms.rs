@@ -4,16 +4,19 @@
 use std::time::Duration;
 
 use entente_core::identity::ClientCertificate;
-use entente_wire::api::{self, CreateRoomResponse, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult, SubmitCall, UpdateCall};
+use entente_wire::api::{
+    self, CreateRoomResponse, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult,
+    SubmitCall, UpdateCall,
+};
 use entente_wire::content::MimiContent;
 use entente_wire::ids::{ClientId, RoomId, UserId};
 use openmls::prelude::{
-    GroupId, KeyPackage, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, OpenMlsProvider as _,
-    ProcessedMessageContent, ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome,
-    WireFormatPolicy, OutgoingWireFormatPolicy, IncomingWireFormatPolicy,
+    GroupId, KeyPackage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig,
+    MlsGroupJoinConfig, MlsMessageOut, OpenMlsProvider as _, ProcessedMessageContent,
+    ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome, WireFormatPolicy,
 };
 use rand::RngCore;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::frames::{self, FanoutBody, SubmitOutcome, UpdateOutcome};
 use crate::store::{MlsProvider, storage};
@@ -86,7 +89,7 @@ fn join_config() -> MlsGroupJoinConfig {
 /// Handshake messages go out as PublicMessages so the hub can check them (MIMI-06
 /// section 4.2); application messages are always PrivateMessages.
 fn wire_policy() -> WireFormatPolicy {
-    WireFormatPolicy::new(OutgoingWireFormatPolicy::AlwaysPlaintext, IncomingWireFormatPolicy::Mixed)
+    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY
 }
 
 fn now_ms() -> u64 {
@@ -102,20 +105,30 @@ fn room_path(room: &RoomId, tail: &str) -> String {
 
 impl Client {
     fn load_group(&self, room: &RoomId) -> Result<MlsGroup, ClientError> {
-        let provider = MlsProvider::new(&self.crypto, &self.conn);
-        MlsGroup::load(provider.storage(), &GroupId::from_slice(room.to_string().as_bytes()))
-            .map_err(|e| ClientError::Storage(format!("loading {room}: {e}")))?
-            .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
+        self.load_group_in(&self.db(), room)
+    }
+
+    fn load_group_in(&self, conn: &Connection, room: &RoomId) -> Result<MlsGroup, ClientError> {
+        let provider = MlsProvider::new(&self.crypto, conn);
+        MlsGroup::load(
+            provider.storage(),
+            &GroupId::from_slice(room.to_string().as_bytes()),
+        )
+        .map_err(|e| ClientError::Storage(format!("loading {room}: {e}")))?
+        .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
     }
 
     /// Creates a room hubbed by our provider, with this device as its only member.
     pub async fn create_room(&mut self) -> Result<RoomId, ClientError> {
-        let r: CreateRoomResponse = self.signed::<(), _>(reqwest::Method::POST, "/v1/rooms", None).await?;
+        let r: CreateRoomResponse = self
+            .signed::<(), _>(reqwest::Method::POST, "/v1/rooms", None)
+            .await?;
         let room: RoomId = r
             .room
             .parse()
             .map_err(|e| ClientError::Protocol(format!("provider returned room id: {e}")))?;
-        let provider = MlsProvider::new(&self.crypto, &self.conn);
+        let conn = self.db();
+        let provider = MlsProvider::new(&self.crypto, &conn);
         MlsGroup::new_with_group_id(
             &provider,
             &self.signer,
@@ -124,9 +137,11 @@ impl Client {
             self.credential_with_key(),
         )
         .map_err(|e| ClientError::Mls(format!("creating the group: {e}")))?;
-        self.conn
-            .execute("INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)", params![room.to_string(), now_secs() as i64])
-            .map_err(storage)?;
+        conn.execute(
+            "INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)",
+            params![room.to_string(), now_secs() as i64],
+        )
+        .map_err(storage)?;
         Ok(room)
     }
 
@@ -152,7 +167,11 @@ impl Client {
         let own = self.id.user().clone();
         if &own != user {
             let members = self.member_clients(room)?;
-            for kp in self.claim_key_packages(room, &own).await.unwrap_or_default() {
+            for kp in self
+                .claim_key_packages(room, &own)
+                .await
+                .unwrap_or_default()
+            {
                 let c = kp_client(&kp)?;
                 if c != self.id && !members.contains(&c) {
                     kps.push(kp);
@@ -160,24 +179,51 @@ impl Client {
             }
         }
         for attempt in 0..EPOCH_RETRIES {
-            let group = self.load_group(room)?;
             let request = {
-                let provider = MlsProvider::new(&self.crypto, &self.conn);
-                let mut group = group;
-                let (commit, welcome, _gi) = group
-                    .add_members(&provider, &self.signer, &kps)
-                    .map_err(|e| ClientError::Mls(format!("adding members: {e}")))?;
-                let group_info = group
-                    .export_group_info(provider.crypto(), &self.signer, true)
-                    .map_err(|e| ClientError::Mls(format!("exporting group info: {e}")))?;
-                frames::update_request(&commit, Some(&welcome), &group_info, group.export_ratchet_tree())?
+                let conn = self.db();
+                let provider = MlsProvider::new(&self.crypto, &conn);
+                let mut group = self.load_group_in(&conn, room)?;
+                let mls =
+                    |e: &dyn std::fmt::Display| ClientError::Mls(format!("adding members: {e}"));
+                let bundle = group
+                    .commit_builder()
+                    .propose_adds(kps.iter().cloned())
+                    .force_self_update(true)
+                    .load_psks(provider.storage())
+                    .map_err(|e| mls(&e))?
+                    .create_group_info(true)
+                    .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+                    .map_err(|e| mls(&e))?
+                    .stage_commit(&provider)
+                    .map_err(|e| mls(&e))?;
+                let welcome = bundle
+                    .to_welcome_msg()
+                    .ok_or_else(|| ClientError::Bug("the commit produced no Welcome".into()))?;
+                let (commit, _, group_info) = bundle.into_contents();
+                let group_info: MlsMessageOut = group_info
+                    .ok_or_else(|| ClientError::Bug("the commit produced no GroupInfo".into()))?
+                    .into();
+                // The new members need the tree of the epoch the commit creates.
+                let tree = group
+                    .pending_commit()
+                    .ok_or_else(|| ClientError::Bug("no pending commit".into()))?
+                    .export_ratchet_tree(provider.crypto(), group.export_ratchet_tree())
+                    .map_err(|e| ClientError::Mls(format!("exporting the new tree: {e}")))?
+                    .ok_or_else(|| ClientError::Bug("the pending commit has no tree".into()))?;
+                frames::update_request(&commit, Some(&welcome), &group_info, tree)?
             };
             let answer: HubAnswer = self
-                .signed(reqwest::Method::POST, &room_path(room, "update"), Some(&UpdateCall { request }))
+                .signed(
+                    reqwest::Method::POST,
+                    &room_path(room, "update"),
+                    Some(&UpdateCall { request }),
+                )
                 .await?;
-            let provider = MlsProvider::new(&self.crypto, &self.conn);
-            let mut group = self.load_group(room)?;
-            match frames::parse_update_response(&answer.response)? {
+            let outcome = frames::parse_update_response(&answer.response)?;
+            let conn = self.db();
+            let provider = MlsProvider::new(&self.crypto, &conn);
+            let mut group = self.load_group_in(&conn, room)?;
+            match outcome {
                 UpdateOutcome::Success { .. } => {
                     group
                         .merge_pending_commit(&provider)
@@ -188,7 +234,12 @@ impl Client {
                     group
                         .clear_pending_commit(provider.storage())
                         .map_err(|e| ClientError::Mls(e.to_string()))?;
-                    tracing::info!(attempt, current, "hub is at a newer epoch; catching up and retrying");
+                    drop(conn);
+                    tracing::info!(
+                        attempt,
+                        current,
+                        "hub is at a newer epoch; catching up and retrying"
+                    );
                     self.sync().await?;
                 }
                 UpdateOutcome::Refused { reason } => {
@@ -213,7 +264,11 @@ impl Client {
     }
 
     /// Claims KeyPackages for all devices of `user` and checks each one's credential.
-    async fn claim_key_packages(&self, room: &RoomId, user: &UserId) -> Result<Vec<KeyPackage>, ClientError> {
+    async fn claim_key_packages(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Vec<KeyPackage>, ClientError> {
         let request = frames::key_material_request(
             self.id.user(),
             user,
@@ -222,14 +277,28 @@ impl Client {
             &self.signer,
         )?;
         let r: KeyMaterialResult = self
-            .signed(reqwest::Method::POST, &room_path(room, "key-material"), Some(&KeyMaterialCall { request }))
+            .signed(
+                reqwest::Method::POST,
+                &room_path(room, "key-material"),
+                Some(&KeyMaterialCall { request }),
+            )
             .await?;
         let mut out = Vec::new();
         for kp in frames::parse_key_material_response(&r.response, user)? {
             let kp = kp
                 .validate(&self.crypto, ProtocolVersion::Mls10)
-                .map_err(|e| ClientError::Untrusted(format!("a KeyPackage of {} is invalid: {e}", user.handle())))?;
-            let cert = self.verify_leaf(kp.leaf_node().credential(), kp.leaf_node().signature_key().as_slice()).await?;
+                .map_err(|e| {
+                    ClientError::Untrusted(format!(
+                        "a KeyPackage of {} is invalid: {e}",
+                        user.handle()
+                    ))
+                })?;
+            let cert = self
+                .verify_leaf(
+                    kp.leaf_node().credential(),
+                    kp.leaf_node().signature_key().as_slice(),
+                )
+                .await?;
             if cert.client().user() != user {
                 return Err(ClientError::Untrusted(format!(
                     "asked for {}'s devices, got {}",
@@ -250,14 +319,24 @@ impl Client {
     ) -> Result<ClientCertificate, ClientError> {
         let unverified = entente_core::mls::certificate_in(credential)
             .map_err(|e| ClientError::Untrusted(e.to_string()))?;
-        let issuer = self.issuer_key(unverified.claimed_client().domain()).await?;
+        let issuer = self
+            .issuer_key(unverified.claimed_client().domain())
+            .await?;
         entente_core::mls::verify_credential(credential, signature_key, &issuer, now_secs())
             .map_err(|e| ClientError::Untrusted(e.to_string()))
     }
 
     /// The clients in a room, from the MLS group.
     pub fn member_clients(&self, room: &RoomId) -> Result<Vec<ClientId>, ClientError> {
-        let group = self.load_group(room)?;
+        self.member_clients_in(&self.db(), room)
+    }
+
+    fn member_clients_in(
+        &self,
+        conn: &Connection,
+        room: &RoomId,
+    ) -> Result<Vec<ClientId>, ClientError> {
+        let group = self.load_group_in(conn, room)?;
         group
             .members()
             .map(|m| {
@@ -270,7 +349,15 @@ impl Client {
 
     /// The users in a room.
     pub fn members(&self, room: &RoomId) -> Result<Vec<UserId>, ClientError> {
-        let mut users: Vec<UserId> = self.member_clients(room)?.iter().map(|c| c.user().clone()).collect();
+        self.members_in(&self.db(), room)
+    }
+
+    fn members_in(&self, conn: &Connection, room: &RoomId) -> Result<Vec<UserId>, ClientError> {
+        let mut users: Vec<UserId> = self
+            .member_clients_in(conn, room)?
+            .iter()
+            .map(|c| c.user().clone())
+            .collect();
         users.sort_by_key(|u| u.to_string());
         users.dedup();
         Ok(users)
@@ -278,8 +365,8 @@ impl Client {
 
     /// The rooms this device is in.
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
-        let mut stmt = self
-            .conn
+        let conn = self.db();
+        let mut stmt = conn
             .prepare("SELECT room FROM rooms ORDER BY joined_at")
             .map_err(storage)?;
         let rooms: Vec<String> = stmt
@@ -290,16 +377,27 @@ impl Client {
         rooms
             .into_iter()
             .map(|r| {
-                let room: RoomId = r.parse().map_err(|e| ClientError::Storage(format!("room: {e}")))?;
-                let group = self.load_group(&room)?;
-                Ok(RoomSummary { epoch: group.epoch().as_u64(), members: self.members(&room)?, room })
+                let room: RoomId = r
+                    .parse()
+                    .map_err(|e| ClientError::Storage(format!("room: {e}")))?;
+                let group = self.load_group_in(&conn, &room)?;
+                Ok(RoomSummary {
+                    epoch: group.epoch().as_u64(),
+                    members: self.members_in(&conn, &room)?,
+                    room,
+                })
             })
             .collect()
     }
 
     /// Sends a text message (plain or markdown) to a room. Returns its MIMI
     /// message ID once the hub has accepted it.
-    pub async fn send_text(&mut self, room: &RoomId, text: &str, markdown: bool) -> Result<[u8; 32], ClientError> {
+    pub async fn send_text(
+        &mut self,
+        room: &RoomId,
+        text: &str,
+        markdown: bool,
+    ) -> Result<[u8; 32], ClientError> {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         let content = MimiContent::text(text, markdown, salt);
@@ -307,7 +405,11 @@ impl Client {
     }
 
     /// Sends MIMI content to a room.
-    pub async fn send_content(&mut self, room: &RoomId, content: &MimiContent) -> Result<[u8; 32], ClientError> {
+    pub async fn send_content(
+        &mut self,
+        room: &RoomId,
+        content: &MimiContent,
+    ) -> Result<[u8; 32], ClientError> {
         self.require_room(room)?;
         let bytes = content.encode();
         let message_id = *content
@@ -318,15 +420,16 @@ impl Client {
             // Encrypting advances the ratchet: the MLS state, the history row and the
             // outbox row commit together.
             let request = {
-                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+                let conn = self.db();
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
                 let r = (|| {
-                    let provider = MlsProvider::new(&self.crypto, &self.conn);
-                    let mut group = self.load_group(room)?;
+                    let provider = MlsProvider::new(&self.crypto, &conn);
+                    let mut group = self.load_group_in(&conn, room)?;
                     let msg = group
                         .create_message(&provider, &self.signer, &bytes)
                         .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
                     let request = frames::submit_request(&msg, self.id.user())?;
-                    self.conn
+                    conn
                         .execute(
                             "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
@@ -337,21 +440,19 @@ impl Client {
                 })();
                 match r {
                     Ok(req) => {
-                        self.conn.execute_batch("COMMIT").map_err(storage)?;
+                        conn.execute_batch("COMMIT").map_err(storage)?;
                         req
                     }
                     Err(e) => {
-                        let _ = self.conn.execute_batch("ROLLBACK");
+                        let _ = conn.execute_batch("ROLLBACK");
                         return Err(e);
                     }
                 }
             };
-            let answer: HubAnswer = self
-                .submit_with_retry(room, SubmitCall { request })
-                .await?;
+            let answer: HubAnswer = self.submit_with_retry(room, SubmitCall { request }).await?;
             match frames::parse_submit_response(&answer.response)? {
                 SubmitOutcome::Accepted { timestamp_ms } => {
-                    self.conn
+                    self.db()
                         .execute(
                             "UPDATE history SET hub_timestamp = ?1 WHERE room = ?2 AND message_id = ?3",
                             params![timestamp_ms as i64, room.to_string(), message_id.to_vec()],
@@ -360,7 +461,11 @@ impl Client {
                     return Ok(message_id);
                 }
                 SubmitOutcome::EpochTooOld { current } => {
-                    tracing::info!(attempt, current, "our epoch is too old; catching up and re-encrypting");
+                    tracing::info!(
+                        attempt,
+                        current,
+                        "our epoch is too old; catching up and re-encrypting"
+                    );
                     self.sync().await?;
                 }
                 SubmitOutcome::NotAllowed => {
@@ -373,16 +478,29 @@ impl Client {
                 }
             }
         }
-        Err(ClientError::Protocol(format!("could not catch up with {room}'s epoch")))
+        Err(ClientError::Protocol(format!(
+            "could not catch up with {room}'s epoch"
+        )))
     }
 
     /// Submits, retrying a few times while the provider or hub is unreachable. The
     /// hub deduplicates, so a retry after a lost answer does not send twice.
-    async fn submit_with_retry(&self, room: &RoomId, call: SubmitCall) -> Result<HubAnswer, ClientError> {
+    async fn submit_with_retry(
+        &self,
+        room: &RoomId,
+        call: SubmitCall,
+    ) -> Result<HubAnswer, ClientError> {
         let mut delay = Duration::from_millis(200);
         let mut last = None;
         for _ in 0..4 {
-            match self.signed(reqwest::Method::POST, &room_path(room, "messages"), Some(&call)).await {
+            match self
+                .signed(
+                    reqwest::Method::POST,
+                    &room_path(room, "messages"),
+                    Some(&call),
+                )
+                .await
+            {
                 Ok(a) => return Ok(a),
                 Err(e) if e.is_transient() => {
                     last = Some(e);
@@ -397,8 +515,8 @@ impl Client {
 
     /// A room's history, oldest first, at most `limit` entries (the latest).
     pub fn history(&self, room: &RoomId, limit: u32) -> Result<Vec<HistoryEntry>, ClientError> {
-        let mut stmt = self
-            .conn
+        let conn = self.db();
+        let mut stmt = conn
             .prepare(
                 "SELECT sender_user, sender_client, message_id, hub_timestamp, content, outgoing FROM
                  (SELECT * FROM history WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
@@ -421,11 +539,17 @@ impl Client {
             let (user, client, mid, ts, content, outgoing) = row.map_err(storage)?;
             out.push(HistoryEntry {
                 room: room.clone(),
-                sender: user.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
-                sender_client: client.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
+                sender: user
+                    .parse()
+                    .map_err(|e| ClientError::Storage(format!("{e}")))?,
+                sender_client: client
+                    .parse()
+                    .map_err(|e| ClientError::Storage(format!("{e}")))?,
                 message_id: mid.as_slice().try_into().unwrap_or([0; 32]),
                 timestamp_ms: ts as u64,
-                text: MimiContent::decode(&content).ok().and_then(|c| c.display_text().map(|t| t.text().to_owned())),
+                text: MimiContent::decode(&content)
+                    .ok()
+                    .and_then(|c| c.display_text().map(|t| t.text.to_owned())),
                 content,
                 outgoing,
             });
@@ -436,7 +560,7 @@ impl Client {
     // ------------------------------------------------------------- receiving
 
     fn inbox_cursor(&self) -> Result<u64, ClientError> {
-        Ok(crate::store::setting(&self.conn, "inbox_cursor")?
+        Ok(crate::store::setting(&self.db(), "inbox_cursor")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
@@ -447,16 +571,26 @@ impl Client {
         loop {
             let after = self.inbox_cursor()?;
             let page: InboxPage = self
-                .signed::<(), _>(reqwest::Method::GET, &format!("/v1/inbox?after={after}&limit=200"), None)
+                .signed::<(), _>(
+                    reqwest::Method::GET,
+                    &format!("/v1/inbox?after={after}&limit=200"),
+                    None,
+                )
                 .await?;
-            let Some(last) = page.items.last().map(|i| i.seq) else { break };
+            let Some(last) = page.items.last().map(|i| i.seq) else {
+                break;
+            };
             for item in page.items {
                 if let Some(e) = self.process_item(&item).await? {
                     events.push(e);
                 }
             }
             let _: api::Ack = self
-                .signed(reqwest::Method::POST, "/v1/inbox/ack", Some(&api::Ack { up_to: last }))
+                .signed(
+                    reqwest::Method::POST,
+                    "/v1/inbox/ack",
+                    Some(&api::Ack { up_to: last }),
+                )
                 .await?;
         }
         if !events.is_empty() {
@@ -475,9 +609,11 @@ impl Client {
         tokio::pin!(stop);
         let mut backoff = Duration::from_millis(200);
         loop {
+            let me = self.id.to_string();
+            let cursor = self.inbox_cursor()?;
             let socket = tokio::select! {
                 _ = &mut stop => return Ok(()),
-                s = self.transport.websocket(&self.id.to_string(), &self.signer, self.inbox_cursor()?) => s,
+                s = self.transport.websocket(&me, &self.signer, cursor) => s,
             };
             let mut socket = match socket {
                 Ok(s) => {
@@ -530,25 +666,29 @@ impl Client {
                 let _ = self.issuer_key(&domain).await;
             }
         }
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let conn = self.db();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
         let result = match parsed {
-            Ok(f) => self.apply_fanout(&item.room, f),
+            Ok(f) => self.apply_fanout(&conn, &item.room, f),
             Err(e) => Err(e),
         };
         let event = match result {
             Ok(ev) => ev,
             Err(e) => {
                 // Undo whatever was applied, then record the item as handled.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+                let _ = conn.execute_batch("ROLLBACK");
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
                 tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
-                Some(Event::Rejected { room: item.room.clone(), reason: e.to_string() })
+                Some(Event::Rejected {
+                    room: item.room.clone(),
+                    reason: e.to_string(),
+                })
             }
         };
-        let done = crate::store::set_setting(&self.conn, "inbox_cursor", &item.seq.to_string())
-            .and_then(|_| self.conn.execute_batch("COMMIT").map_err(storage));
+        let done = crate::store::set_setting(&conn, "inbox_cursor", &item.seq.to_string())
+            .and_then(|_| conn.execute_batch("COMMIT").map_err(storage));
         if let Err(e) = done {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = conn.execute_batch("ROLLBACK");
             return Err(e);
         }
         Ok(event)
@@ -556,35 +696,52 @@ impl Client {
 
     /// Applies one fanout message inside the caller's transaction. Synchronous: all
     /// issuer keys needed were fetched beforehand.
-    fn apply_fanout(&self, room_s: &str, f: frames::Fanout) -> Result<Option<Event>, ClientError> {
+    fn apply_fanout(
+        &self,
+        conn: &Connection,
+        room_s: &str,
+        f: frames::Fanout,
+    ) -> Result<Option<Event>, ClientError> {
         let room: RoomId = room_s
             .parse()
             .map_err(|e| ClientError::Protocol(format!("room id: {e}")))?;
-        let provider = MlsProvider::new(&self.crypto, &self.conn);
+        let provider = MlsProvider::new(&self.crypto, conn);
         match f.body {
-            FanoutBody::Welcome { welcome, ratchet_tree } => {
-                let staged = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, Some(ratchet_tree))
-                    .map_err(|e| ClientError::Mls(format!("processing a Welcome: {e}")))?;
+            FanoutBody::Welcome {
+                welcome,
+                ratchet_tree,
+            } => {
+                let staged = StagedWelcome::new_from_welcome(
+                    &provider,
+                    &join_config(),
+                    welcome,
+                    Some(ratchet_tree),
+                )
+                .map_err(|e| ClientError::Mls(format!("processing a Welcome: {e}")))?;
                 if staged.group_context().group_id().as_slice() != room.to_string().as_bytes() {
-                    return Err(ClientError::Protocol("Welcome is for a different room than it was delivered for".into()));
+                    return Err(ClientError::Protocol(
+                        "Welcome is for a different room than it was delivered for".into(),
+                    ));
                 }
                 for m in staged.members() {
-                    self.verify_leaf_sync(&m.credential, &m.signature_key)?;
+                    self.verify_leaf_sync(conn, &m.credential, &m.signature_key)?;
                 }
                 let group = staged
                     .into_group(&provider)
                     .map_err(|e| ClientError::Mls(format!("joining: {e}")))?;
-                self.conn
-                    .execute(
-                        "INSERT OR IGNORE INTO rooms (room, joined_at) VALUES (?1, ?2)",
-                        params![room.to_string(), now_secs() as i64],
-                    )
-                    .map_err(storage)?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO rooms (room, joined_at) VALUES (?1, ?2)",
+                    params![room.to_string(), now_secs() as i64],
+                )
+                .map_err(storage)?;
                 let _ = group;
-                Ok(Some(Event::Joined { members: self.members(&room)?, room }))
+                Ok(Some(Event::Joined {
+                    members: self.members_in(conn, &room)?,
+                    room,
+                }))
             }
             FanoutBody::Protocol(msg) => {
-                let mut group = self.load_group(&room)?;
+                let mut group = self.load_group_in(conn, &room)?;
                 let processed = group
                     .process_message(&provider, msg)
                     .map_err(|e| ClientError::Mls(format!("{e}")))?;
@@ -593,12 +750,16 @@ impl Client {
                     _ => None,
                 };
                 let sender_cert = match sender_leaf.and_then(|i| group.member_at(i)) {
-                    Some(m) => Some(self.verify_leaf_sync(&m.credential, &m.signature_key)?),
+                    Some(m) => {
+                        Some(self.verify_leaf_sync(conn, &m.credential, &m.signature_key)?)
+                    }
                     None => None,
                 };
                 match processed.into_content() {
                     ProcessedMessageContent::ApplicationMessage(app) => {
-                        let cert = sender_cert.ok_or_else(|| ClientError::Protocol("application message from a non-member".into()))?;
+                        let cert = sender_cert.ok_or_else(|| {
+                            ClientError::Protocol("application message from a non-member".into())
+                        })?;
                         let bytes = app.into_bytes();
                         let content = MimiContent::decode(&bytes)
                             .map_err(|e| ClientError::Protocol(format!("MIMI content: {e}")))?;
@@ -606,8 +767,7 @@ impl Client {
                             .message_id(&cert.client().user().to_string(), &room.to_string())
                             .map_err(|e| ClientError::Protocol(format!("message id: {e}")))?
                             .as_bytes();
-                        let inserted = self
-                            .conn
+                        let inserted = conn
                             .execute(
                                 "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
                                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
@@ -623,7 +783,7 @@ impl Client {
                             sender_client: cert.client().clone(),
                             message_id: mid,
                             timestamp_ms: f.timestamp_ms,
-                            text: content.display_text().map(|t| t.text().to_owned()),
+                            text: content.display_text().map(|t| t.text.to_owned()),
                             content: bytes,
                             outgoing: false,
                         })))
@@ -631,12 +791,19 @@ impl Client {
                     ProcessedMessageContent::StagedCommitMessage(staged) => {
                         for add in staged.add_proposals() {
                             let leaf = add.add_proposal().key_package().leaf_node();
-                            self.verify_leaf_sync(leaf.credential(), leaf.signature_key().as_slice())?;
+                            self.verify_leaf_sync(
+                                conn,
+                                leaf.credential(),
+                                leaf.signature_key().as_slice(),
+                            )?;
                         }
                         group
                             .merge_staged_commit(&provider, *staged)
                             .map_err(|e| ClientError::Mls(format!("merging a commit: {e}")))?;
-                        Ok(Some(Event::MembersChanged { members: self.members(&room)?, room }))
+                        Ok(Some(Event::MembersChanged {
+                            members: self.members_in(conn, &room)?,
+                            room,
+                        }))
                     }
                     ProcessedMessageContent::ProposalMessage(p) => {
                         group
@@ -645,17 +812,26 @@ impl Client {
                         Ok(None)
                     }
                     ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(None),
+                    // Our own message or commit echoed back (possible after a failover,
+                    // MIMI-06 section 5.5): already applied when we sent it.
+                    ProcessedMessageContent::OwnPendingCommit
+                    | ProcessedMessageContent::OwnPrivateMessage => Ok(None),
                 }
             }
         }
     }
 
     /// Verifies a credential with an issuer key that is already pinned.
-    fn verify_leaf_sync(&self, credential: &openmls::prelude::Credential, signature_key: &[u8]) -> Result<ClientCertificate, ClientError> {
+    fn verify_leaf_sync(
+        &self,
+        conn: &Connection,
+        credential: &openmls::prelude::Credential,
+        signature_key: &[u8],
+    ) -> Result<ClientCertificate, ClientError> {
         let unverified = entente_core::mls::certificate_in(credential)
             .map_err(|e| ClientError::Untrusted(e.to_string()))?;
         let domain = unverified.claimed_client().domain().clone();
-        let issuer = Self::pinned_issuer(&self.conn, &domain)?
+        let issuer = Self::pinned_issuer(conn, &domain)?
             .ok_or_else(|| ClientError::Untrusted(format!("no issuer key known for {domain}")))?;
         entente_core::mls::verify_credential(credential, signature_key, &issuer, now_secs())
             .map_err(|e| ClientError::Untrusted(e.to_string()))
@@ -686,17 +862,23 @@ impl Client {
             return Ok(None);
         }
         use entente_core::identity::{SafetyParty, safety_number};
-        let a = SafetyParty { user: self.id.user(), client_keys: mine.iter().map(Vec::as_slice).collect() };
-        let b = SafetyParty { user: peer, client_keys: theirs.iter().map(Vec::as_slice).collect() };
+        let a = SafetyParty {
+            user: self.id.user(),
+            client_keys: mine.iter().map(Vec::as_slice).collect(),
+        };
+        let b = SafetyParty {
+            user: peer,
+            client_keys: theirs.iter().map(Vec::as_slice).collect(),
+        };
         Ok(Some(safety_number(&a, &b)))
     }
 
     /// Records that the user compared `number` with `peer` out of band. Fails if it
     /// is not the current safety number.
     pub fn verify_safety_number(&self, peer: &UserId, number: &str) -> Result<(), ClientError> {
-        let current = self
-            .safety_number(peer)?
-            .ok_or_else(|| ClientError::Usage(format!("you share no room with {}", peer.handle())))?;
+        let current = self.safety_number(peer)?.ok_or_else(|| {
+            ClientError::Usage(format!("you share no room with {}", peer.handle()))
+        })?;
         let given: String = number.chars().filter(char::is_ascii_digit).collect();
         if given != current {
             return Err(ClientError::Untrusted(format!(
@@ -704,7 +886,7 @@ impl Client {
                 peer.handle()
             )));
         }
-        self.conn
+        self.db()
             .execute(
                 "INSERT INTO verified (user, safety_number, verified_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user) DO UPDATE SET safety_number = excluded.safety_number, verified_at = excluded.verified_at",
@@ -717,8 +899,12 @@ impl Client {
     /// Whether `peer`'s current safety number is the one the user verified.
     pub fn is_verified(&self, peer: &UserId) -> Result<bool, ClientError> {
         let stored: Option<String> = self
-            .conn
-            .query_row("SELECT safety_number FROM verified WHERE user = ?1", params![peer.to_string()], |r| r.get(0))
+            .db()
+            .query_row(
+                "SELECT safety_number FROM verified WHERE user = ?1",
+                params![peer.to_string()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(storage)?;
         Ok(match (stored, self.safety_number(peer)?) {

@@ -101,17 +101,24 @@ const SCHEMA: &[&str] = &[
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.
 pub fn open(path: &Path) -> Result<Connection, ClientError> {
-    let mut conn = Connection::open(path).map_err(|e| ClientError::Storage(format!("opening {}: {e}", path.display())))?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(storage)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(storage)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
+    let mut conn = Connection::open(path)
+        .map_err(|e| ClientError::Storage(format!("opening {}: {e}", path.display())))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(storage)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(storage)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(storage)?;
     {
-        let mut mls: SqliteStorageProvider<JsonCodec, &mut Connection> = SqliteStorageProvider::new(&mut conn);
+        let mut mls: SqliteStorageProvider<JsonCodec, &mut Connection> =
+            SqliteStorageProvider::new(&mut conn);
         mls.run_migrations()
             .map_err(|e| ClientError::Storage(format!("migrating MLS storage: {e}")))?;
     }
     let version: i64 = conn
-        .query_row("SELECT value FROM settings WHERE key = 'schema'", [], |r| r.get::<_, String>(0))
+        .query_row("SELECT value FROM settings WHERE key = 'schema'", [], |r| {
+            r.get::<_, String>(0)
+        })
         .optional()
         .unwrap_or(None)
         .and_then(|v| v.parse().ok())
@@ -141,9 +148,13 @@ pub fn storage(e: rusqlite::Error) -> ClientError {
 }
 
 pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| r.get(0))
-        .optional()
-        .map_err(storage)
+    conn.query_row(
+        "SELECT value FROM settings WHERE key = ?1",
+        params![key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(storage)
 }
 
 pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), ClientError> {

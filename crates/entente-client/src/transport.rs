@@ -65,7 +65,12 @@ impl Transport {
                 .header("content-type", "application/json")
                 .body(serde_json::to_vec(b).map_err(|e| ClientError::Bug(e.to_string()))?);
         }
-        decode(req.send().await.map_err(|e| unreachable(&self.endpoint.domain, &e))?).await
+        decode(
+            req.send()
+                .await
+                .map_err(|e| unreachable(&self.endpoint.domain, &e))?,
+        )
+        .await
     }
 
     /// A JSON request signed with the client's key.
@@ -89,7 +94,12 @@ impl Transport {
         if body.is_some() {
             req = req.header("content-type", "application/json").body(bytes);
         }
-        decode(req.send().await.map_err(|e| unreachable(&self.endpoint.domain, &e))?).await
+        decode(
+            req.send()
+                .await
+                .map_err(|e| unreachable(&self.endpoint.domain, &e))?,
+        )
+        .await
     }
 
     /// Opens the push WebSocket, asking for items after `after`.
@@ -106,7 +116,8 @@ impl Transport {
             .map_err(|e| ClientError::Bug(e.to_string()))?;
         request.headers_mut().insert(
             api::AUTH_HEADER,
-            auth.parse().map_err(|_| ClientError::Bug("auth header".into()))?,
+            auth.parse()
+                .map_err(|_| ClientError::Bug("auth header".into()))?,
         );
         let addr = match self.endpoint.address {
             Some(a) => a,
@@ -114,7 +125,9 @@ impl Transport {
                 .await
                 .map_err(|e| ClientError::Unreachable(format!("{}: {e}", self.endpoint.domain)))?
                 .next()
-                .ok_or_else(|| ClientError::Unreachable(format!("{}: no address", self.endpoint.domain)))?,
+                .ok_or_else(|| {
+                    ClientError::Unreachable(format!("{}: no address", self.endpoint.domain))
+                })?,
         };
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
@@ -129,12 +142,15 @@ impl Transport {
             Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
         )
         .await
-        .map_err(|e| ClientError::Unreachable(format!("WebSocket to {}: {e}", self.endpoint.domain)))?;
+        .map_err(|e| {
+            ClientError::Unreachable(format!("WebSocket to {}: {e}", self.endpoint.domain))
+        })?;
         Ok(PushSocket { ws })
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The push channel: yields inbox items; acks go back on it.
 pub struct PushSocket {
@@ -163,7 +179,8 @@ impl PushSocket {
     }
 
     pub async fn ack(&mut self, up_to: u64) -> Result<(), ClientError> {
-        let text = serde_json::to_string(&api::Ack { up_to }).map_err(|e| ClientError::Bug(e.to_string()))?;
+        let text = serde_json::to_string(&api::Ack { up_to })
+            .map_err(|e| ClientError::Bug(e.to_string()))?;
         self.ws
             .send(tungstenite::Message::Text(text.into()))
             .await
@@ -185,7 +202,8 @@ fn auth_header(
     let mut n = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut n);
     let nonce = hex::encode(n);
-    let msg = api::signed_request_message(method, path, ts, &nonce, &hex::encode(Sha256::digest(body)));
+    let msg =
+        api::signed_request_message(method, path, ts, &nonce, &hex::encode(Sha256::digest(body)));
     let sig = signer
         .sign(&msg)
         .map_err(|e| ClientError::Bug(format!("signing: {e:?}")))?;
@@ -214,7 +232,8 @@ async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, Clien
         .await
         .map_err(|e| ClientError::Unreachable(e.to_string()))?;
     if status.is_success() {
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("provider answered invalid JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("provider answered invalid JSON: {e}")))
     } else {
         let err: ApiError = serde_json::from_slice(&bytes).unwrap_or(ApiError {
             code: "http".into(),

@@ -34,10 +34,7 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use entente_wire::ids::{ClientId, Domain, UserId};
 use sha2::{Digest, Sha512};
-use tls_codec::{
-    DeserializeBytes, SerializeBytes, TlsDeserializeBytes, TlsSerializeBytes, TlsSize,
-    VLBytes,
-};
+use tls_codec::{Deserialize as _, Serialize as _, TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 use zeroize::Zeroize;
 
 /// Version byte of [`ClientCertificate`].
@@ -61,7 +58,9 @@ pub enum CertificateError {
          it is forged or the issuer key is wrong"
     )]
     BadSignature { client: String, domain: String },
-    #[error("client certificate for {client} is valid from {not_before} to {not_after}, not at {now}")]
+    #[error(
+        "client certificate for {client} is valid from {not_before} to {not_after}, not at {now}"
+    )]
     Expired {
         client: String,
         not_before: u64,
@@ -72,7 +71,7 @@ pub enum CertificateError {
     BadKey,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSize, TlsSerializeBytes, TlsDeserializeBytes)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSize, TlsSerialize, TlsDeserialize)]
 struct CertificateTbs {
     version: u8,
     client_uri: VLBytes,
@@ -81,7 +80,7 @@ struct CertificateTbs {
     not_after: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, TlsSize, TlsSerializeBytes, TlsDeserializeBytes)]
+#[derive(Debug, Clone, PartialEq, Eq, TlsSize, TlsSerialize, TlsDeserialize)]
 struct CertificateWire {
     tbs: CertificateTbs,
     issuer_signature: VLBytes,
@@ -152,13 +151,17 @@ impl IssuerKey {
             not_before,
             not_after,
         };
-        let tbs_bytes = tbs.tls_serialize().map_err(|e| IssueError::Encode(e.to_string()))?;
+        let tbs_bytes = tbs
+            .tls_serialize_detached()
+            .map_err(|e| IssueError::Encode(e.to_string()))?;
         let signature = self.key.sign(&labelled(&tbs_bytes));
         let wire = CertificateWire {
             tbs,
             issuer_signature: signature.to_bytes().to_vec().into(),
         };
-        let bytes = wire.tls_serialize().map_err(|e| IssueError::Encode(e.to_string()))?;
+        let bytes = wire
+            .tls_serialize_detached()
+            .map_err(|e| IssueError::Encode(e.to_string()))?;
         Ok(ClientCertificate {
             client: client.clone(),
             signature_key: signature_key.to_vec(),
@@ -194,7 +197,12 @@ pub struct IssuerPublicKey {
 
 impl std::fmt::Debug for IssuerPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IssuerPublicKey({}, {})", self.domain, hex::encode(self.key.as_bytes()))
+        write!(
+            f,
+            "IssuerPublicKey({}, {})",
+            self.domain,
+            hex::encode(self.key.as_bytes())
+        )
     }
 }
 
@@ -255,14 +263,10 @@ impl UnverifiedCertificate {
                 bytes.len()
             )));
         }
-        let (wire, rest) = CertificateWire::tls_deserialize_bytes(bytes)
+        // The reader-based decoder: tls_codec's `*Bytes` decoders can hit a debug
+        // assertion on truncated input.
+        let wire = CertificateWire::tls_deserialize_exact(bytes)
             .map_err(|e| CertificateError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(CertificateError::Malformed(format!(
-                "{} trailing bytes",
-                rest.len()
-            )));
-        }
         if wire.tbs.version != CERTIFICATE_VERSION {
             return Err(CertificateError::UnsupportedVersion(wire.tbs.version));
         }
@@ -296,7 +300,7 @@ impl UnverifiedCertificate {
         let tbs_bytes = self
             .wire
             .tbs
-            .tls_serialize()
+            .tls_serialize_detached()
             .map_err(|e| CertificateError::Malformed(e.to_string()))?;
         let sig = Signature::from_slice(self.wire.issuer_signature.as_slice())
             .map_err(|_| domain_err())?;
@@ -319,7 +323,7 @@ impl UnverifiedCertificate {
         }
         let bytes = self
             .wire
-            .tls_serialize()
+            .tls_serialize_detached()
             .map_err(|e| CertificateError::Malformed(e.to_string()))?;
         Ok(ClientCertificate {
             client: self.client,
@@ -336,7 +340,7 @@ impl ClientCertificate {
         &self.client
     }
 
-    pub fn user(&self) -> UserId {
+    pub fn user(&self) -> &UserId {
         self.client.user()
     }
 
@@ -461,7 +465,10 @@ mod tests {
         let a = IssuerKey::generate("a.example".parse().unwrap());
         let b = IssuerKey::generate("b.example".parse().unwrap());
         // a.example refuses to issue for b.example's users through the API...
-        assert!(a.certify(&client("mimi://b.example/d/bob/x"), &[1; 32], 0, 9).is_err());
+        assert!(
+            a.certify(&client("mimi://b.example/d/bob/x"), &[1; 32], 0, 9)
+                .is_err()
+        );
         // ...and a certificate forged with a.example's key does not verify with b's.
         let forged = IssuerKey::from_seed("b.example".parse().unwrap(), &a.seed())
             .certify(&client("mimi://b.example/d/bob/x"), &[1; 32], 0, 9)
@@ -470,7 +477,10 @@ mod tests {
             .unwrap()
             .verify(&b.public(), 5)
             .unwrap_err();
-        assert!(matches!(err, CertificateError::BadSignature { .. }), "{err}");
+        assert!(
+            matches!(err, CertificateError::BadSignature { .. }),
+            "{err}"
+        );
         // and b's key is not accepted for a client of another domain
         let err = UnverifiedCertificate::decode(forged.to_bytes())
             .unwrap()
@@ -483,7 +493,12 @@ mod tests {
     fn tampering_expiry_and_garbage() {
         let issuer = IssuerKey::generate("b.example".parse().unwrap());
         let cert = issuer
-            .certify(&client("mimi://b.example/d/bob/phone"), &[7u8; 32], 100, 200)
+            .certify(
+                &client("mimi://b.example/d/bob/phone"),
+                &[7u8; 32],
+                100,
+                200,
+            )
             .unwrap();
         let mut bytes = cert.to_bytes().to_vec();
         let n = bytes.len();
@@ -513,15 +528,27 @@ mod tests {
         let ka = [1u8; 32];
         let kb = [2u8; 32];
         let kb2 = [3u8; 32];
-        let pa = SafetyParty { user: &alice, client_keys: vec![&ka] };
-        let pb = SafetyParty { user: &bob, client_keys: vec![&kb] };
+        let pa = SafetyParty {
+            user: &alice,
+            client_keys: vec![&ka],
+        };
+        let pb = SafetyParty {
+            user: &bob,
+            client_keys: vec![&kb],
+        };
         let n1 = safety_number(&pa, &pb);
         assert_eq!(n1.len(), 60);
         assert!(n1.bytes().all(|c| c.is_ascii_digit()));
         assert_eq!(n1, safety_number(&pb, &pa));
-        let pb2 = SafetyParty { user: &bob, client_keys: vec![&kb, &kb2] };
+        let pb2 = SafetyParty {
+            user: &bob,
+            client_keys: vec![&kb, &kb2],
+        };
         assert_ne!(n1, safety_number(&pa, &pb2));
-        let pb3 = SafetyParty { user: &bob, client_keys: vec![&kb2, &kb] };
+        let pb3 = SafetyParty {
+            user: &bob,
+            client_keys: vec![&kb2, &kb],
+        };
         assert_eq!(safety_number(&pa, &pb2), safety_number(&pa, &pb3));
         assert_eq!(format_safety_number(&n1).split(' ').count(), 12);
     }

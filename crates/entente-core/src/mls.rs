@@ -10,7 +10,9 @@ use openmls_traits::crypto::OpenMlsCrypto;
 use openmls_traits::types::SignatureScheme;
 use tls_codec::{Serialize as _, TlsSerialize, TlsSize, VLBytes};
 
-use crate::identity::{CertificateError, ClientCertificate, IssuerPublicKey, UnverifiedCertificate};
+use crate::identity::{
+    CertificateError, ClientCertificate, IssuerPublicKey, UnverifiedCertificate,
+};
 
 /// The one ciphersuite Entente clients use today (MTI of RFC 9420).
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;

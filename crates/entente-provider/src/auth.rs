@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use entente_wire::api::{AUTH_SCHEME, MAX_CLOCK_SKEW_SECS, b64, signed_request_message};
 use sha2::{Digest, Sha256};
 
@@ -57,9 +57,16 @@ pub fn parse_header(value: &str) -> Result<AuthHeader, AuthError> {
             .ok_or(AuthError::Malformed("values must be quoted"))?;
         match k {
             "client" => client = Some(v.to_owned()),
-            "ts" => ts = Some(v.parse().map_err(|_| AuthError::Malformed("ts is not a number"))?),
+            "ts" => {
+                ts = Some(
+                    v.parse()
+                        .map_err(|_| AuthError::Malformed("ts is not a number"))?,
+                )
+            }
             "nonce" => nonce = Some(v.to_owned()),
-            "sig" => sig = Some(b64::decode(v).map_err(|_| AuthError::Malformed("sig is not base64"))?),
+            "sig" => {
+                sig = Some(b64::decode(v).map_err(|_| AuthError::Malformed("sig is not base64"))?)
+            }
             _ => return Err(AuthError::Malformed("unknown field")),
         }
     }
@@ -93,8 +100,10 @@ pub fn verify(
     let key: [u8; 32] = key
         .try_into()
         .map_err(|_| AuthError::BadSignature(h.client.clone()))?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| AuthError::BadSignature(h.client.clone()))?;
-    let sig = Signature::from_slice(&h.signature).map_err(|_| AuthError::BadSignature(h.client.clone()))?;
+    let key =
+        VerifyingKey::from_bytes(&key).map_err(|_| AuthError::BadSignature(h.client.clone()))?;
+    let sig = Signature::from_slice(&h.signature)
+        .map_err(|_| AuthError::BadSignature(h.client.clone()))?;
     key.verify_strict(&msg, &sig)
         .map_err(|_| AuthError::BadSignature(h.client.clone()))
 }
@@ -134,23 +143,48 @@ mod tests {
     fn sign_parse_verify() {
         let sk = SigningKey::from_bytes(&[9; 32]);
         let body = b"{}";
-        let msg = signed_request_message("POST", "/v1/rooms", 1000, "n1", &hex::encode(Sha256::digest(body)));
+        let msg = signed_request_message(
+            "POST",
+            "/v1/rooms",
+            1000,
+            "n1",
+            &hex::encode(Sha256::digest(body)),
+        );
         let sig = b64::encode(&sk.sign(&msg).to_bytes());
-        let hv = format!(r#"Entente client="mimi://a.example/d/alice/p", ts="1000", nonce="n1", sig="{sig}""#);
+        let hv = format!(
+            r#"Entente client="mimi://a.example/d/alice/p", ts="1000", nonce="n1", sig="{sig}""#
+        );
         let h = parse_header(&hv).unwrap();
         let pk = sk.verifying_key().to_bytes();
         verify(&h, &pk, "POST", "/v1/rooms", body, 1010).unwrap();
-        assert!(matches!(verify(&h, &pk, "POST", "/v1/rooms", b"{ }", 1010), Err(AuthError::BadSignature(_))));
-        assert!(matches!(verify(&h, &pk, "GET", "/v1/rooms", body, 1010), Err(AuthError::BadSignature(_))));
-        assert!(matches!(verify(&h, &pk, "POST", "/v1/rooms", body, 5000), Err(AuthError::Skew(_))));
+        assert!(matches!(
+            verify(&h, &pk, "POST", "/v1/rooms", b"{ }", 1010),
+            Err(AuthError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify(&h, &pk, "GET", "/v1/rooms", body, 1010),
+            Err(AuthError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify(&h, &pk, "POST", "/v1/rooms", body, 5000),
+            Err(AuthError::Skew(_))
+        ));
         let cache = NonceCache::default();
         cache.check(&h.client, &h.nonce, 1010).unwrap();
-        assert_eq!(cache.check(&h.client, &h.nonce, 1011), Err(AuthError::Replay));
+        assert_eq!(
+            cache.check(&h.client, &h.nonce, 1011),
+            Err(AuthError::Replay)
+        );
     }
 
     #[test]
     fn malformed_headers() {
-        for bad in ["", "Bearer x", "Entente client=x", r#"Entente client="a", ts="x", nonce="n", sig="AA==""#] {
+        for bad in [
+            "",
+            "Bearer x",
+            "Entente client=x",
+            r#"Entente client="a", ts="x", nonce="n", sig="AA==""#,
+        ] {
             assert!(parse_header(bad).is_err(), "{bad}");
         }
     }

@@ -35,9 +35,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/providers/{domain}", get(remote_provider_info))
         .route("/v1/register", post(register))
         .route("/v1/devices/link-code", post(link_code))
-        .route("/v1/key-packages", post(upload_key_packages).get(key_package_status))
+        .route(
+            "/v1/key-packages",
+            post(upload_key_packages).get(key_package_status),
+        )
         .route("/v1/rooms", post(create_room))
-        .route("/v1/rooms/{room}/key-material", post(crate::hub::client_key_material))
+        .route(
+            "/v1/rooms/{room}/key-material",
+            post(crate::hub::client_key_material),
+        )
         .route("/v1/rooms/{room}/update", post(crate::hub::client_update))
         .route("/v1/rooms/{room}/messages", post(crate::hub::client_submit))
         .route("/v1/inbox", get(inbox))
@@ -58,15 +64,24 @@ impl Authed {
     pub fn certificate(&self, state: &AppState) -> Result<ClientCertificate, Failure> {
         UnverifiedCertificate::decode(&self.client.certificate)
             .and_then(|u| u.verify(&state.issuer.public(), now_secs()))
-            .map_err(|e| Failure::unauthenticated(format!("your client certificate is no longer valid ({e}); register the device again")))
+            .map_err(|e| {
+                Failure::unauthenticated(format!(
+                    "your client certificate is no longer valid ({e}); register the device again"
+                ))
+            })
     }
 
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Failure> {
-        serde_json::from_slice(&self.body).map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
-async fn authenticate(state: &AppState, parts: &Parts, body: &[u8]) -> Result<(ClientRecord, ClientId), Failure> {
+async fn authenticate(
+    state: &AppState,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<(ClientRecord, ClientId), Failure> {
     let header = parts
         .headers
         .get(api::AUTH_HEADER)
@@ -78,14 +93,24 @@ async fn authenticate(state: &AppState, parts: &Parts, body: &[u8]) -> Result<(C
         .parse()
         .map_err(|e| Failure::unauthenticated(format!("client: {e}")))?;
     let key = client_id.to_string();
-    let record = state
-        .db(move |s| s.client(&key))
-        .await?
-        .ok_or_else(|| Failure::unauthenticated(auth::AuthError::UnknownClient(h.client.clone()).to_string()))?;
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let record = state.db(move |s| s.client(&key)).await?.ok_or_else(|| {
+        Failure::unauthenticated(auth::AuthError::UnknownClient(h.client.clone()).to_string())
+    })?;
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let now = now_secs();
-    auth::verify(&h, &record.signature_key, parts.method.as_str(), pq, body, now)
-        .map_err(|e| Failure::unauthenticated(e.to_string()))?;
+    auth::verify(
+        &h,
+        &record.signature_key,
+        parts.method.as_str(),
+        pq,
+        body,
+        now,
+    )
+    .map_err(|e| Failure::unauthenticated(e.to_string()))?;
     state
         .nonces
         .check(&h.client, &h.nonce, now)
@@ -104,11 +129,18 @@ impl FromRequest<AppState> for Authed {
                 Failure::new(
                     axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    format!("request body exceeds {} bytes", state.config.limits.max_body_bytes),
+                    format!(
+                        "request body exceeds {} bytes",
+                        state.config.limits.max_body_bytes
+                    ),
                 )
             })?;
         let (client, client_id) = authenticate(state, &parts, &body).await?;
-        Ok(Authed { client, client_id, body })
+        Ok(Authed {
+            client,
+            client_id,
+            body,
+        })
     }
 }
 
@@ -153,8 +185,8 @@ async fn register(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<RegisterResponse>, Failure> {
-    let req: RegisterRequest =
-        serde_json::from_slice(&body).map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))?;
+    let req: RegisterRequest = serde_json::from_slice(&body)
+        .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))?;
     let user = UserId::parse_any(&req.user).map_err(|e| Failure::bad_request(e.to_string()))?;
     if !state.is_local(user.domain()) {
         return Err(Failure::bad_request(format!(
@@ -163,17 +195,22 @@ async fn register(
             user.domain()
         )));
     }
-    let client = ClientId::new(&user, &req.device).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let key: [u8; 32] = req
-        .signature_key
-        .as_slice()
-        .try_into()
-        .map_err(|_| Failure::bad_request("signature_key must be a 32-byte Ed25519 public key"))?;
-    let vk = VerifyingKey::from_bytes(&key).map_err(|_| Failure::bad_request("signature_key is not a valid Ed25519 key"))?;
-    let sig = Signature::from_slice(&req.proof).map_err(|_| Failure::bad_request("proof must be a 64-byte signature"))?;
+    let client =
+        ClientId::new(&user, &req.device).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let key: [u8; 32] =
+        req.signature_key.as_slice().try_into().map_err(|_| {
+            Failure::bad_request("signature_key must be a 32-byte Ed25519 public key")
+        })?;
+    let vk = VerifyingKey::from_bytes(&key)
+        .map_err(|_| Failure::bad_request("signature_key is not a valid Ed25519 key"))?;
+    let sig = Signature::from_slice(&req.proof)
+        .map_err(|_| Failure::bad_request("proof must be a 64-byte signature"))?;
     let msg = api::registration_proof_message(&client.to_string(), &b64::encode(&key));
-    vk.verify(&msg, &sig)
-        .map_err(|_| Failure::unauthenticated("proof does not verify: sign the registration with the key you register"))?;
+    vk.verify(&msg, &sig).map_err(|_| {
+        Failure::unauthenticated(
+            "proof does not verify: sign the registration with the key you register",
+        )
+    })?;
 
     let now = now_secs();
     let days = state.config.registration.certificate_days;
@@ -211,7 +248,9 @@ async fn register(
         }
         None => {
             if !state.config.registration.open {
-                return Err(Failure::forbidden("this provider does not allow open registration"));
+                return Err(Failure::forbidden(
+                    "this provider does not allow open registration",
+                ));
             }
             let rec = record.clone();
             state.db(move |s| s.create_account(&rec)).await.map_err(|f| match f.code {
@@ -229,7 +268,10 @@ async fn register(
     }))
 }
 
-async fn link_code(State(state): State<AppState>, a: Authed) -> Result<Json<LinkCodeResponse>, Failure> {
+async fn link_code(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<LinkCodeResponse>, Failure> {
     let mut raw = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut raw);
     let code = raw
@@ -240,7 +282,9 @@ async fn link_code(State(state): State<AppState>, a: Authed) -> Result<Json<Link
     let hash: [u8; 32] = Sha256::digest(code.as_bytes()).into();
     let expires_at = now_secs() + 600;
     let user = a.client.user.clone();
-    state.db(move |s| s.put_link_code(&user, &hash, expires_at)).await?;
+    state
+        .db(move |s| s.put_link_code(&user, &hash, expires_at))
+        .await?;
     Ok(Json(LinkCodeResponse { code, expires_at }))
 }
 
@@ -269,7 +313,9 @@ async fn upload_key_packages(
         Some(kp) => {
             let (r, b, is_last) = parse(kp)?;
             if !is_last {
-                return Err(Failure::bad_request("last_resort KeyPackage lacks the last_resort extension"));
+                return Err(Failure::bad_request(
+                    "last_resort KeyPackage lacks the last_resort extension",
+                ));
             }
             Some((r, b))
         }
@@ -293,7 +339,10 @@ async fn upload_key_packages(
             s.key_package_status(&client)
         })
         .await?;
-    Ok(Json(KeyPackageStatus { available, has_last_resort }))
+    Ok(Json(KeyPackageStatus {
+        available,
+        has_last_resort,
+    }))
 }
 
 async fn key_package_status(
@@ -302,13 +351,20 @@ async fn key_package_status(
 ) -> Result<Json<KeyPackageStatus>, Failure> {
     let c = a.client.client;
     let (available, has_last_resort) = state.db(move |s| s.key_package_status(&c)).await?;
-    Ok(Json(KeyPackageStatus { available, has_last_resort }))
+    Ok(Json(KeyPackageStatus {
+        available,
+        has_last_resort,
+    }))
 }
 
-async fn create_room(State(state): State<AppState>, a: Authed) -> Result<Json<CreateRoomResponse>, Failure> {
+async fn create_room(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<CreateRoomResponse>, Failure> {
     let mut raw = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut raw);
-    let room = RoomId::new(&state.domain, &hex::encode(raw)).map_err(|e| Failure::internal("room id", e))?;
+    let room = RoomId::new(&hex::encode(raw), state.domain.clone())
+        .map_err(|e| Failure::internal("room id", e))?;
     let rec = RoomRecord {
         room: room.to_string(),
         hub: state.domain.to_string(),
@@ -317,7 +373,9 @@ async fn create_room(State(state): State<AppState>, a: Authed) -> Result<Json<Cr
     };
     let client = a.client.client.clone();
     state.db(move |s| s.create_room(&rec, &client)).await?;
-    Ok(Json(CreateRoomResponse { room: room.to_string() }))
+    Ok(Json(CreateRoomResponse {
+        room: room.to_string(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -343,7 +401,11 @@ async fn inbox(
     Ok(Json(InboxPage {
         items: items
             .into_iter()
-            .map(|r| api::InboxItem { seq: r.seq, room: r.room, fanout: r.payload })
+            .map(|r| api::InboxItem {
+                seq: r.seq,
+                room: r.room,
+                fanout: r.payload,
+            })
             .collect(),
     }))
 }
@@ -379,8 +441,14 @@ async fn push_loop(state: AppState, client: String, mut after: u64, mut socket: 
         };
         for r in items {
             after = after.max(r.seq);
-            let frame = PushFrame::Item(api::InboxItem { seq: r.seq, room: r.room, fanout: r.payload });
-            let Ok(text) = serde_json::to_string(&frame) else { return };
+            let frame = PushFrame::Item(api::InboxItem {
+                seq: r.seq,
+                room: r.room,
+                fanout: r.payload,
+            });
+            let Ok(text) = serde_json::to_string(&frame) else {
+                return;
+            };
             if socket.send(WsMessage::Text(text.into())).await.is_err() {
                 return;
             }

@@ -178,12 +178,15 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        entente_wire::ids::Domain::parse(&self.domain)
-            .map_err(|e| format!("`domain`: {e}"))?;
+        entente_wire::ids::Domain::parse(&self.domain).map_err(|e| format!("`domain`: {e}"))?;
         for (d, addr) in &self.federation.peers {
             entente_wire::ids::Domain::parse(d)
                 .map_err(|e| format!("`federation.peers` key {d:?}: {e}"))?;
-            if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            if addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
                 return Err(format!(
                     "`federation.peers.\"{d}\"` = {addr:?}: expected host:port, e.g. \"127.0.0.1:9443\""
                 ));

@@ -83,14 +83,20 @@ async fn send_in_order(state: AppState, records: Vec<OutboundRecord>) {
                     return;
                 }
             }
-            Err(FedError::Unreachable { reason, retry_after, .. }) => {
+            Err(FedError::Unreachable {
+                reason,
+                retry_after,
+                ..
+            }) => {
                 let attempts = r.attempts.saturating_add(1);
                 let backoff = retry_after
                     .unwrap_or_else(|| 1u64 << attempts.min(9))
                     .min(MAX_BACKOFF_SECS);
                 tracing::info!(peer = %r.domain, attempts, backoff, %reason, "peer unreachable; will retry");
                 let (id, next) = (r.id, now_secs() + backoff);
-                let _ = state.db(move |s| s.outbound_retry(id, next, attempts)).await;
+                let _ = state
+                    .db(move |s| s.outbound_retry(id, next, attempts))
+                    .await;
                 return;
             }
         }

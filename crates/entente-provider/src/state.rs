@@ -126,9 +126,15 @@ pub enum StartError {
     #[error("cannot load TLS material: {0}")]
     Tls(#[from] entente_tls::TlsError),
     #[error("cannot read or create the issuer key at {path}: {source}")]
-    IssuerKey { path: String, source: std::io::Error },
+    IssuerKey {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl Provider {
@@ -136,7 +142,8 @@ impl Provider {
     pub async fn start(config: Config) -> Result<ProviderHandle, StartError> {
         entente_tls::install_crypto_provider();
         config.validate().map_err(StartError::Config)?;
-        let domain = Domain::parse(&config.domain).map_err(|e| StartError::Config(e.to_string()))?;
+        let domain =
+            Domain::parse(&config.domain).map_err(|e| StartError::Config(e.to_string()))?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::IssuerKey {
             path: config.data_dir.display().to_string(),
             source,
@@ -153,7 +160,10 @@ impl Provider {
                     source,
                 })?
         };
-        let identity = entente_tls::Identity::from_pem_files(&config.tls.certificate, &config.tls.private_key)?;
+        let identity = entente_tls::Identity::from_pem_files(
+            &config.tls.certificate,
+            &config.tls.private_key,
+        )?;
         let anchors = if config.tls.trust == "system" {
             entente_tls::TrustAnchors::webpki()
         } else {

@@ -60,7 +60,12 @@ impl Federation {
         ca.save(root.join("ca"))?;
         let addrs: BTreeMap<String, SocketAddr> = domains
             .iter()
-            .map(|d| Ok((d.to_string(), SocketAddr::from(([127, 0, 0, 1], free_port()?)))))
+            .map(|d| {
+                Ok((
+                    d.to_string(),
+                    SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+                ))
+            })
             .collect::<Result<_>>()?;
         let mut members = BTreeMap::new();
         for d in domains {
@@ -79,16 +84,31 @@ impl Federation {
                 tls: TlsConfig {
                     certificate: dir.join("provider.crt"),
                     private_key: dir.join("provider.key"),
-                    trust: root.join("ca").join("ca.crt").to_string_lossy().into_owned(),
+                    trust: root
+                        .join("ca")
+                        .join("ca.crt")
+                        .to_string_lossy()
+                        .into_owned(),
                 },
                 federation: FederationConfig { peers },
                 registration: RegistrationConfig::default(),
                 limits: Limits::default(),
             };
             std::fs::write(dir.join("provider.toml"), config.to_toml()?)?;
-            members.insert(d.to_string(), Member { config, handle: None });
+            members.insert(
+                d.to_string(),
+                Member {
+                    config,
+                    handle: None,
+                },
+            );
         }
-        Ok(Self { root: root.to_owned(), _tmp: None, ca, members })
+        Ok(Self {
+            root: root.to_owned(),
+            _tmp: None,
+            ca,
+            members,
+        })
     }
 
     async fn start_all(&mut self) -> Result<()> {
@@ -100,7 +120,9 @@ impl Federation {
     }
 
     fn member(&mut self, domain: &str) -> Result<&mut Member> {
-        self.members.get_mut(domain).with_context(|| format!("no provider {domain} in this federation"))
+        self.members
+            .get_mut(domain)
+            .with_context(|| format!("no provider {domain} in this federation"))
     }
 
     /// Starts (again) a stopped provider on its address.
@@ -123,7 +145,10 @@ impl Federation {
                 }
             }
         }
-        Err(anyhow::anyhow!("starting {domain}: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+        Err(anyhow::anyhow!(
+            "starting {domain}: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
     }
 
     /// Stops a provider gracefully.
@@ -146,7 +171,10 @@ impl Federation {
 
     /// How a client of `domain` reaches its provider.
     pub fn endpoint(&self, domain: &str) -> Result<Endpoint> {
-        let m = self.members.get(domain).with_context(|| format!("no provider {domain}"))?;
+        let m = self
+            .members
+            .get(domain)
+            .with_context(|| format!("no provider {domain}"))?;
         let anchors = self.ca.trust_anchors()?;
         Ok(Endpoint {
             domain: domain.to_owned(),
@@ -168,7 +196,12 @@ impl Federation {
     }
 
     pub fn database_path(&self, domain: &str) -> Result<PathBuf> {
-        Ok(self.members.get(domain).with_context(|| format!("no provider {domain}"))?.config.database_path())
+        Ok(self
+            .members
+            .get(domain)
+            .with_context(|| format!("no provider {domain}"))?
+            .config
+            .database_path())
     }
 
     /// Stops every provider.

@@ -34,11 +34,13 @@ pub fn server_config(
     client_auth_anchors: &TrustAnchors,
 ) -> Result<Arc<ServerConfig>> {
     let provider = ring_provider();
-    let client_verifier =
-        WebPkiClientVerifier::builder_with_provider(client_auth_anchors.root_store(), Arc::clone(&provider))
-            .allow_unauthenticated()
-            .build()
-            .map_err(|source| TlsError::ClientVerifier { source })?;
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(
+        client_auth_anchors.root_store(),
+        Arc::clone(&provider),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|source| TlsError::ClientVerifier { source })?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|source| TlsError::Config { source })?
@@ -67,9 +69,8 @@ pub fn client_config(
         .map_err(|source| TlsError::Config { source })?
         .with_root_certificates(anchors.root_store());
     let mut config = match client_identity {
-        Some(identity) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(
-            identity.certified_key(),
-        ))),
+        Some(identity) => builder
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn_protocols();
@@ -77,5 +78,8 @@ pub fn client_config(
 }
 
 fn alpn_protocols() -> Vec<Vec<u8>> {
-    ALPN_PROTOCOLS.iter().map(|protocol| protocol.to_vec()).collect()
+    ALPN_PROTOCOLS
+        .iter()
+        .map(|protocol| protocol.to_vec())
+        .collect()
 }

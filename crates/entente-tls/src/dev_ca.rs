@@ -45,7 +45,8 @@ impl DevCa {
     pub const KEY_FILE: &'static str = "ca.key";
 
     /// Creates a new CA with a fresh key; `name` becomes its subject common
-    /// name (for example "Entente dev CA").
+    /// name (for example "Entente dev CA"), and the subject's organizational
+    /// unit names the key, so that CAs of the same name stay distinct.
     pub fn generate(name: &str) -> Result<Self> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| {
             TlsError::Generate {
@@ -56,6 +57,17 @@ impl DevCa {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
+        // Two dev CAs given the same name must still have different subjects:
+        // webpki picks anchors by subject, and with a clash a certificate from
+        // the wrong CA fails as "bad signature" instead of "unknown issuer".
+        let key_id: String = params
+            .key_identifier(&key)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, format!("key {key_id}"));
         // Path length 0: it signs leaf certificates only, never another CA.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -154,9 +166,10 @@ impl DevCa {
     /// clientAuth extended key usages so one certificate serves a provider's
     /// listener and its federation client, and is valid for one year.
     pub fn issue(&self, domain: &str) -> Result<IssuedCert> {
-        // Rejects IP addresses, wildcards and malformed names up front;
-        // rcgen would put an IP address into an iPAddress SAN instead.
-        if DnsName::try_from(domain).is_err() {
+        // Rejects IP addresses, wildcards and malformed names up front (rcgen
+        // would put an IP address into an iPAddress SAN instead), and absolute
+        // names, which webpki treats as malformed in a certificate.
+        if domain.ends_with('.') || DnsName::try_from(domain).is_err() {
             return Err(TlsError::InvalidDomain {
                 domain: domain.to_owned(),
             });
@@ -204,7 +217,10 @@ impl DevCa {
 
 impl fmt::Debug for DevCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { issuer, cert_pem: _ } = self;
+        let Self {
+            issuer,
+            cert_pem: _,
+        } = self;
         f.debug_struct("DevCa").field("issuer", issuer).finish()
     }
 }
@@ -237,10 +253,8 @@ impl IssuedCert {
     /// creating `dir` if needed and replacing existing files. `name` must be a
     /// plain file name such as the domain.
     pub fn save(&self, dir: impl AsRef<Path>, name: &str) -> Result<()> {
-        let plain = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && !name.contains(['/', '\\', '\0']);
+        let plain =
+            !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
         if !plain {
             return Err(TlsError::InvalidFileName {
                 name: name.to_owned(),
@@ -280,8 +294,6 @@ impl fmt::Debug for IssuedCert {
 fn validity<T: From<SystemTime>>(lifetime: Duration) -> Result<(T, T)> {
     let now = SystemTime::now();
     let not_before = now.checked_sub(BACKDATE).ok_or(TlsError::ClockOutOfRange)?;
-    let not_after = now
-        .checked_add(lifetime)
-        .ok_or(TlsError::ClockOutOfRange)?;
+    let not_after = now.checked_add(lifetime).ok_or(TlsError::ClockOutOfRange)?;
     Ok((not_before.into(), not_after.into()))
 }

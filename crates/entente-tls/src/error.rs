@@ -80,7 +80,9 @@ pub enum TlsError {
     },
 
     /// A file name for saved certificates is not a plain name (caller input).
-    #[error("{name:?} cannot name certificate files: expected a plain name such as `a.example`, without path separators")]
+    #[error(
+        "{name:?} cannot name certificate files: expected a plain name such as `a.example`, without path separators"
+    )]
     InvalidFileName {
         /// The rejected name.
         name: String,

@@ -4,9 +4,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::{InconsistentKeys, RootCertStore};
 use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, RootCertStore};
 
 use crate::error::{Origin, PemItem, Result, TlsError};
 use crate::{pem_io, ring_provider};
@@ -199,7 +199,10 @@ impl TrustAnchors {
                 pem_io::invalid(
                     item,
                     origin,
-                    format!("certificate #{} is not a usable CA certificate: {error}", index + 1),
+                    format!(
+                        "certificate #{} is not a usable CA certificate: {error}",
+                        index + 1
+                    ),
                 )
             })?;
         }

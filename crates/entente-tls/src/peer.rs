@@ -47,7 +47,8 @@ impl PeerCertificate {
     /// subject common name is ignored.
     ///
     /// Returns `false` for anything that is not a DNS name, including IP
-    /// addresses, wildcards and a trailing dot.
+    /// addresses and wildcards. An absolute name (`a.example.`) is the same
+    /// name as `a.example`.
     pub fn is_valid_for_domain(&self, domain: &str) -> bool {
         let Ok(name) = DnsName::try_from(domain) else {
             return false;

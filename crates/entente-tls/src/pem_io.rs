@@ -104,10 +104,7 @@ pub(crate) fn parse_private_key(
         invalid(
             item,
             origin,
-            describe(
-                &error,
-                "PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY",
-            ),
+            describe(&error, "PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY"),
         )
     })
 }

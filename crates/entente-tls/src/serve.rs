@@ -235,8 +235,8 @@ async fn serve_connection(connection: Connection) {
                 return;
             }
         },
-        // Shutdown (or the server gone) while handshaking: nothing in flight to finish.
-        _ = stop.wait_for(|stopping| *stopping) => return,
+        // Shutdown while handshaking: nothing in flight to finish.
+        () = stopped(&mut stop) => return,
     };
 
     let peer_certificate = tls_stream
@@ -249,11 +249,12 @@ async fn serve_connection(connection: Connection) {
         remote_addr,
         peer_certificate,
     };
-    let service = TowerToHyperService::new(router.map_request(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(info.clone());
-        request.extensions_mut().insert(ConnectInfo(remote_addr));
-        request
-    }));
+    let service =
+        TowerToHyperService::new(router.map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(info.clone());
+            request.extensions_mut().insert(ConnectInfo(remote_addr));
+            request
+        }));
     let io = TokioIo::new(PermitStream {
         inner: tls_stream,
         _permit: permit,
@@ -262,7 +263,7 @@ async fn serve_connection(connection: Connection) {
     let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
     let result = tokio::select! {
         result = conn.as_mut() => result,
-        _ = stop.wait_for(|stopping| *stopping) => {
+        () = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -270,6 +271,13 @@ async fn serve_connection(connection: Connection) {
     if let Err(error) = result {
         debug!(%remote_addr, %error, "connection ended with an error");
     }
+}
+
+/// Resolves once shutdown is requested (or `serve` is gone, which implies it).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The `Ref` this returns must not be held across an await (it is not
+    // `Send`), so it is dropped here.
+    let _stopping_or_gone = stop.wait_for(|stopping| *stopping).await;
 }
 
 fn http_builder(options: &ServeOptions) -> Builder<TokioExecutor> {

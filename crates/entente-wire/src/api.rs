@@ -240,7 +240,9 @@ pub struct Ack {
 pub enum PushFrame {
     Item(InboxItem),
     /// The provider acknowledges an [`Ack`].
-    Acked { up_to: u64 },
+    Acked {
+        up_to: u64,
+    },
 }
 
 /// Percent-encodes a URI (a user, client or room) as one path segment, as MIMI paths

@@ -171,7 +171,9 @@ pub enum IdError {
         max: usize,
     },
     /// The part starts or ends with a character that is only allowed inside it.
-    #[error("{kind} '{value}' starts or ends with '{ch}'; '{ch}' is only allowed between other characters")]
+    #[error(
+        "{kind} '{value}' starts or ends with '{ch}'; '{ch}' is only allowed between other characters"
+    )]
     BadEdge {
         /// Which part is wrong.
         kind: IdKind,
@@ -187,7 +189,9 @@ pub enum IdError {
         value: String,
     },
     /// A domain label longer than 63 octets.
-    #[error("domain '{value}' has a label of {len} octets ('{label}'); the maximum is {MAX_LABEL_LEN}")]
+    #[error(
+        "domain '{value}' has a label of {len} octets ('{label}'); the maximum is {MAX_LABEL_LEN}"
+    )]
     LabelTooLong {
         /// The domain as supplied.
         value: String,
@@ -197,13 +201,17 @@ pub enum IdError {
         len: usize,
     },
     /// A domain with an empty label (`a..example`, `.example`, `example.`).
-    #[error("domain '{value}' has an empty label (leading, trailing or doubled '.'); write it as dot-separated non-empty labels like 'a.example'")]
+    #[error(
+        "domain '{value}' has an empty label (leading, trailing or doubled '.'); write it as dot-separated non-empty labels like 'a.example'"
+    )]
     EmptyLabel {
         /// The domain as supplied.
         value: String,
     },
     /// IDNA (UTS #46) processing rejected a Unicode domain.
-    #[error("domain '{value}' is not a valid internationalised domain name (IDNA/UTS #46 processing failed); use letters, digits and '-' in dot-separated labels")]
+    #[error(
+        "domain '{value}' is not a valid internationalised domain name (IDNA/UTS #46 processing failed); use letters, digits and '-' in dot-separated labels"
+    )]
     Idna {
         /// The domain as supplied.
         value: String,
@@ -215,13 +223,17 @@ pub enum IdError {
         value: String,
     },
     /// A port (`:443`).
-    #[error("'{value}' has a port or ':'; MIMI identifiers carry a bare domain name without a port")]
+    #[error(
+        "'{value}' has a port or ':'; MIMI identifiers carry a bare domain name without a port"
+    )]
     Port {
         /// The input as supplied.
         value: String,
     },
     /// User info in the authority (`user@host`).
-    #[error("'{value}' has user info ('...@' before the domain); MIMI URIs carry a bare domain name")]
+    #[error(
+        "'{value}' has user info ('...@' before the domain); MIMI URIs carry a bare domain name"
+    )]
     UserInfo {
         /// The input as supplied.
         value: String,
@@ -239,7 +251,9 @@ pub enum IdError {
         value: String,
     },
     /// Percent-encoding, which no allowed character needs.
-    #[error("'{value}' contains percent-encoding ('%'); MIMI identifiers use only unreserved characters, write them unencoded")]
+    #[error(
+        "'{value}' contains percent-encoding ('%'); MIMI identifiers use only unreserved characters, write them unencoded"
+    )]
     PercentEncoded {
         /// The input as supplied.
         value: String,
@@ -772,9 +786,11 @@ fn reject_uri_syntax(input: &str) -> Result<(), IdError> {
 fn user_name(input: &str) -> Result<String, IdError> {
     let kind = IdKind::UserName;
     check_length(kind, input)?;
-    if let Some((position, ch)) = input.chars().enumerate().find(|&(_, c)| {
-        !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
-    }) {
+    if let Some((position, ch)) = input
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'))
+    {
         return Err(IdError::InvalidChar {
             kind,
             value: shown(input),

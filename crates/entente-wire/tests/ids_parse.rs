@@ -1,7 +1,11 @@
 //! MIMI identifier parsing, normalisation and error messages.
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 use entente_wire::ids::{ClientId, Domain, IdError, IdKind, RoomId, UriKind, UserId};
 use proptest::prelude::*;
+
+/// Checks that an error is the expected one.
+type Check = fn(&IdError) -> bool;
 
 fn domain(s: &str) -> Domain {
     Domain::parse(s).unwrap()
@@ -41,10 +45,7 @@ fn device_and_room_ids_keep_case() {
     let room = RoomId::parse_uri("mimi://HUB.example/r/Rl33FWLCYWOwxHrYnpWDQg").unwrap();
     assert_eq!(room.local_part(), "Rl33FWLCYWOwxHrYnpWDQg");
     assert_eq!(room.domain().as_str(), "hub.example");
-    assert_eq!(
-        room.to_uri(),
-        "mimi://hub.example/r/Rl33FWLCYWOwxHrYnpWDQg"
-    );
+    assert_eq!(room.to_uri(), "mimi://hub.example/r/Rl33FWLCYWOwxHrYnpWDQg");
     let alice = UserId::parse_handle("alice@a.example").unwrap();
     let client = ClientId::new(&alice, "Phone_1-A").unwrap();
     assert_eq!(client.device(), "Phone_1-A");
@@ -76,7 +77,16 @@ fn client_uri_from_mimi_content_example_parses() {
 fn single_segment_client_uri_is_rejected() {
     // draft-ietf-mimi-protocol-06 Table 1 form; we require /d/<user>/<device>.
     let err = ClientId::parse_uri("mimi://a.example/d/ClientA1").unwrap_err();
-    assert!(matches!(err, IdError::BadPath { expected: UriKind::Client, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            IdError::BadPath {
+                expected: UriKind::Client,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,7 +106,9 @@ fn user_name_rules() {
     let d = || domain("a.example");
     assert!(matches!(
         UserId::new("", d()),
-        Err(IdError::Empty { kind: IdKind::UserName })
+        Err(IdError::Empty {
+            kind: IdKind::UserName
+        })
     ));
     assert!(matches!(
         UserId::new(".alice", d()),
@@ -112,11 +124,19 @@ fn user_name_rules() {
     ));
     assert!(matches!(
         UserId::new("josé", d()),
-        Err(IdError::InvalidChar { ch: 'é', position: 3, .. })
+        Err(IdError::InvalidChar {
+            ch: 'é',
+            position: 3,
+            ..
+        })
     ));
     assert!(matches!(
         UserId::new("a+b", d()),
-        Err(IdError::InvalidChar { ch: '+', position: 1, .. })
+        Err(IdError::InvalidChar {
+            ch: '+',
+            position: 1,
+            ..
+        })
     ));
     assert!(matches!(
         UserId::new("a/b", d()),
@@ -125,7 +145,14 @@ fn user_name_rules() {
     UserId::new(&"a".repeat(64), d()).unwrap();
     let err = UserId::new(&"a".repeat(65), d()).unwrap_err();
     assert!(
-        matches!(err, IdError::TooLong { len: 65, max: 64, .. }),
+        matches!(
+            err,
+            IdError::TooLong {
+                len: 65,
+                max: 64,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("the maximum is 64"), "{err}");
@@ -136,11 +163,17 @@ fn device_and_room_id_rules() {
     let alice = UserId::parse_handle("alice@a.example").unwrap();
     assert!(matches!(
         ClientId::new(&alice, ""),
-        Err(IdError::Empty { kind: IdKind::DeviceId })
+        Err(IdError::Empty {
+            kind: IdKind::DeviceId
+        })
     ));
     assert!(matches!(
         ClientId::new(&alice, "a.b"),
-        Err(IdError::InvalidChar { kind: IdKind::DeviceId, ch: '.', .. })
+        Err(IdError::InvalidChar {
+            kind: IdKind::DeviceId,
+            ch: '.',
+            ..
+        })
     ));
     assert!(matches!(
         ClientId::new(&alice, "a/b"),
@@ -153,16 +186,27 @@ fn device_and_room_id_rules() {
     ));
     assert!(matches!(
         RoomId::new("club house", domain("a.example")),
-        Err(IdError::InvalidChar { kind: IdKind::RoomId, ch: ' ', position: 4, .. })
+        Err(IdError::InvalidChar {
+            kind: IdKind::RoomId,
+            ch: ' ',
+            position: 4,
+            ..
+        })
     ));
     let err = RoomId::new("a~b", domain("a.example")).unwrap_err();
-    assert!(err.to_string().contains("allowed: A-Z a-z 0-9 _ -"), "{err}");
+    assert!(
+        err.to_string().contains("allowed: A-Z a-z 0-9 _ -"),
+        "{err}"
+    );
 }
 
 #[test]
 fn domains_are_idna_normalised() {
     assert_eq!(domain("Bücher.Example").as_str(), "xn--bcher-kva.example");
-    assert_eq!(domain("xn--bcher-kva.example").as_str(), "xn--bcher-kva.example");
+    assert_eq!(
+        domain("xn--bcher-kva.example").as_str(),
+        "xn--bcher-kva.example"
+    );
     assert_eq!(domain("A.EXAMPLE").as_str(), "a.example");
     assert_eq!(domain("localhost").as_str(), "localhost");
     let user = UserId::parse_handle("alice@bücher.example").unwrap();
@@ -172,17 +216,37 @@ fn domains_are_idna_normalised() {
 
 #[test]
 fn invalid_domains_are_rejected_with_reasons() {
-    let cases: &[(&str, fn(&IdError) -> bool)] = &[
-        ("", |e| matches!(e, IdError::Empty { kind: IdKind::Domain })),
+    let cases: &[(&str, Check)] = &[
+        ("", |e| {
+            matches!(
+                e,
+                IdError::Empty {
+                    kind: IdKind::Domain
+                }
+            )
+        }),
         ("a..example", |e| matches!(e, IdError::EmptyLabel { .. })),
         (".a.example", |e| matches!(e, IdError::EmptyLabel { .. })),
         ("a.example.", |e| matches!(e, IdError::EmptyLabel { .. })),
-        ("-a.example", |e| matches!(e, IdError::BadEdge { ch: '-', .. })),
-        ("a-.example", |e| matches!(e, IdError::BadEdge { ch: '-', .. })),
-        ("a_b.example", |e| {
-            matches!(e, IdError::InvalidChar { ch: '_', position: 1, .. })
+        ("-a.example", |e| {
+            matches!(e, IdError::BadEdge { ch: '-', .. })
         }),
-        ("a b.example", |e| matches!(e, IdError::InvalidChar { ch: ' ', .. })),
+        ("a-.example", |e| {
+            matches!(e, IdError::BadEdge { ch: '-', .. })
+        }),
+        ("a_b.example", |e| {
+            matches!(
+                e,
+                IdError::InvalidChar {
+                    ch: '_',
+                    position: 1,
+                    ..
+                }
+            )
+        }),
+        ("a b.example", |e| {
+            matches!(e, IdError::InvalidChar { ch: ' ', .. })
+        }),
         ("a.example:443", |e| matches!(e, IdError::Port { .. })),
         ("alice@a.example", |e| matches!(e, IdError::UserInfo { .. })),
         ("[::1]", |e| matches!(e, IdError::IpLiteral { .. })),
@@ -191,8 +255,12 @@ fn invalid_domains_are_rejected_with_reasons() {
         ("0x7f.0x1", |e| matches!(e, IdError::IpLiteral { .. })),
         ("a.example?x", |e| matches!(e, IdError::Query { .. })),
         ("a.example#x", |e| matches!(e, IdError::Fragment { .. })),
-        ("a%2eexample", |e| matches!(e, IdError::PercentEncoded { .. })),
-        ("a.example/u", |e| matches!(e, IdError::InvalidChar { ch: '/', .. })),
+        ("a%2eexample", |e| {
+            matches!(e, IdError::PercentEncoded { .. })
+        }),
+        ("a.example/u", |e| {
+            matches!(e, IdError::InvalidChar { ch: '/', .. })
+        }),
         ("xn--a.example", |e| matches!(e, IdError::Idna { .. })),
         ("\u{0301}a.example", |e| matches!(e, IdError::Idna { .. })),
         ("a\u{FFFD}.example", |e| matches!(e, IdError::Idna { .. })),
@@ -210,13 +278,24 @@ fn domain_length_limits() {
     let label64 = "a".repeat(64);
     domain(&format!("{label63}.example"));
     let err = Domain::parse(&format!("{label64}.example")).unwrap_err();
-    assert!(matches!(err, IdError::LabelTooLong { len: 64, .. }), "{err}");
+    assert!(
+        matches!(err, IdError::LabelTooLong { len: 64, .. }),
+        "{err}"
+    );
 
     // 4 * 63 + 3 dots = 255 > 253; 3 * 63 + 61 + 3 = 253.
     let long = [label63.as_str(); 4].join(".");
     let err = Domain::parse(&long).unwrap_err();
     assert!(
-        matches!(err, IdError::TooLong { kind: IdKind::Domain, len: 255, max: 253, .. }),
+        matches!(
+            err,
+            IdError::TooLong {
+                kind: IdKind::Domain,
+                len: 255,
+                max: 253,
+                ..
+            }
+        ),
         "{err}"
     );
     let exact = format!("{}.{}", [label63.as_str(); 3].join("."), "b".repeat(61));
@@ -243,29 +322,79 @@ fn domain_length_limits() {
 
 #[test]
 fn uri_syntax_errors() {
-    let cases: &[(&str, fn(&IdError) -> bool)] = &[
-        ("https://a.example/u/alice", |e| matches!(e, IdError::NotMimiUri { .. })),
-        ("mimi:a.example/u/alice", |e| matches!(e, IdError::NotMimiUri { .. })),
-        ("mimi://a.example/u/alice?x=1", |e| matches!(e, IdError::Query { .. })),
-        ("mimi://a.example/u/alice#top", |e| matches!(e, IdError::Fragment { .. })),
-        ("mimi://bob@a.example/u/alice", |e| matches!(e, IdError::UserInfo { .. })),
-        ("mimi://a.example:8443/u/alice", |e| matches!(e, IdError::Port { .. })),
-        ("mimi://[2001:db8::1]/u/alice", |e| matches!(e, IdError::IpLiteral { .. })),
-        ("mimi://192.0.2.1/u/alice", |e| matches!(e, IdError::IpLiteral { .. })),
-        ("mimi://a.example/u/al%69ce", |e| matches!(e, IdError::PercentEncoded { .. })),
-        ("mimi://a.example/u/alice/", |e| matches!(e, IdError::BadPath { .. })),
-        ("mimi://a.example/u/", |e| matches!(e, IdError::Empty { .. })),
-        ("mimi://a.example/u", |e| matches!(e, IdError::BadPath { .. })),
+    let cases: &[(&str, Check)] = &[
+        ("https://a.example/u/alice", |e| {
+            matches!(e, IdError::NotMimiUri { .. })
+        }),
+        ("mimi:a.example/u/alice", |e| {
+            matches!(e, IdError::NotMimiUri { .. })
+        }),
+        ("mimi://a.example/u/alice?x=1", |e| {
+            matches!(e, IdError::Query { .. })
+        }),
+        ("mimi://a.example/u/alice#top", |e| {
+            matches!(e, IdError::Fragment { .. })
+        }),
+        ("mimi://bob@a.example/u/alice", |e| {
+            matches!(e, IdError::UserInfo { .. })
+        }),
+        ("mimi://a.example:8443/u/alice", |e| {
+            matches!(e, IdError::Port { .. })
+        }),
+        ("mimi://[2001:db8::1]/u/alice", |e| {
+            matches!(e, IdError::IpLiteral { .. })
+        }),
+        ("mimi://192.0.2.1/u/alice", |e| {
+            matches!(e, IdError::IpLiteral { .. })
+        }),
+        ("mimi://a.example/u/al%69ce", |e| {
+            matches!(e, IdError::PercentEncoded { .. })
+        }),
+        ("mimi://a.example/u/alice/", |e| {
+            matches!(e, IdError::BadPath { .. })
+        }),
+        ("mimi://a.example/u/", |e| {
+            matches!(e, IdError::Empty { .. })
+        }),
+        ("mimi://a.example/u", |e| {
+            matches!(e, IdError::BadPath { .. })
+        }),
         ("mimi://a.example", |e| {
-            matches!(e, IdError::WrongKind { found: UriKind::Provider, .. })
+            matches!(
+                e,
+                IdError::WrongKind {
+                    found: UriKind::Provider,
+                    ..
+                }
+            )
         }),
-        ("mimi://a.example/", |e| matches!(e, IdError::BadPath { .. })),
+        ("mimi://a.example/", |e| {
+            matches!(e, IdError::BadPath { .. })
+        }),
         ("mimi://a.example/r/clubhouse", |e| {
-            matches!(e, IdError::WrongKind { found: UriKind::Room, expected: UriKind::User, .. })
+            matches!(
+                e,
+                IdError::WrongKind {
+                    found: UriKind::Room,
+                    expected: UriKind::User,
+                    ..
+                }
+            )
         }),
-        ("mimi://a.example/x/alice", |e| matches!(e, IdError::BadPath { .. })),
-        ("mimi:///u/alice", |e| matches!(e, IdError::Empty { kind: IdKind::Domain })),
-        ("mimi://a..example/u/alice", |e| matches!(e, IdError::EmptyLabel { .. })),
+        ("mimi://a.example/x/alice", |e| {
+            matches!(e, IdError::BadPath { .. })
+        }),
+        ("mimi:///u/alice", |e| {
+            matches!(
+                e,
+                IdError::Empty {
+                    kind: IdKind::Domain
+                }
+            )
+        }),
+        ("mimi://a..example/u/alice", |e| {
+            matches!(e, IdError::EmptyLabel { .. })
+        }),
     ];
     for (input, expected) in cases {
         let err = UserId::parse_uri(input).unwrap_err();
@@ -273,7 +402,11 @@ fn uri_syntax_errors() {
     }
     assert!(matches!(
         RoomId::parse_uri("mimi://a.example/u/alice"),
-        Err(IdError::WrongKind { found: UriKind::User, expected: UriKind::Room, .. })
+        Err(IdError::WrongKind {
+            found: UriKind::User,
+            expected: UriKind::Room,
+            ..
+        })
     ));
     assert!(matches!(
         ClientId::parse_uri("mimi://a.example/d/alice/phone/2"),
@@ -319,7 +452,10 @@ fn serde_uses_validated_uri_strings() {
     // Deserialisation validates, and takes the URI form only.
     assert!(serde_json::from_str::<UserId>("\"alice@a.example\"").is_err());
     let err = serde_json::from_str::<UserId>("\"mimi://a.example/u/Al ice\"").unwrap_err();
-    assert!(err.to_string().contains("contains ' ' at position 2"), "{err}");
+    assert!(
+        err.to_string().contains("contains ' ' at position 2"),
+        "{err}"
+    );
 
     let client = ClientId::new(&alice, "phone").unwrap();
     let json = serde_json::to_string(&client).unwrap();

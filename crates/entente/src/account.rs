@@ -48,11 +48,9 @@ pub enum AccountCommand {
         markdown: bool,
     },
     /// Stream incoming messages until interrupted.
-    Listen {
-    },
+    Listen {},
     /// Fetch and process waiting messages once, then exit.
-    Sync {
-    },
+    Sync {},
     /// Show a conversation.
     History {
         #[arg(long, conflicts_with = "room")]
@@ -63,8 +61,7 @@ pub enum AccountCommand {
         limit: u32,
     },
     /// List your rooms and their members.
-    Rooms {
-    },
+    Rooms {},
     /// Show the safety number of your conversation with a user; compare it with
     /// theirs in person or on a call. With --verify, record that it matched.
     SafetyNumber {
@@ -89,8 +86,7 @@ pub enum AccountSub {
 #[derive(Subcommand)]
 pub enum DeviceSub {
     /// Print a one-time code (valid 10 minutes) to add another device.
-    Link {
-    },
+    Link {},
     /// Add this machine as a new device of an existing account.
     Add {
         #[command(flatten)]
@@ -149,21 +145,51 @@ async fn open(c: &Common) -> Result<Client> {
             dir.display()
         )
     })?;
-    let cfg: DeviceConfig = toml::from_str(&text).with_context(|| format!("reading {}", cfg_path.display()))?;
-    Ok(Client::open(ClientOptions { data_dir: dir, endpoint: endpoint(&cfg)? }).await?)
+    let cfg: DeviceConfig =
+        toml::from_str(&text).with_context(|| format!("reading {}", cfg_path.display()))?;
+    Ok(Client::open(ClientOptions {
+        data_dir: dir,
+        endpoint: endpoint(&cfg)?,
+    })
+    .await?)
 }
 
 async fn connect(a: &ConnectArgs, common: &Common, code: Option<&str>) -> Result<()> {
     let user = UserId::parse_any(&a.user)?;
     let dir = home(common);
-    let ca = a.ca.as_ref().map(std::fs::canonicalize).transpose().context("--ca")?;
-    let cfg = DeviceConfig { domain: user.domain().to_string(), address: a.address, ca };
-    let client = Client::register(ClientOptions { data_dir: dir.clone(), endpoint: endpoint(&cfg)? }, &user, &a.device, code).await?;
+    let ca =
+        a.ca.as_ref()
+            .map(std::fs::canonicalize)
+            .transpose()
+            .context("--ca")?;
+    let cfg = DeviceConfig {
+        domain: user.domain().to_string(),
+        address: a.address,
+        ca,
+    };
+    let client = Client::register(
+        ClientOptions {
+            data_dir: dir.clone(),
+            endpoint: endpoint(&cfg)?,
+        },
+        &user,
+        &a.device,
+        code,
+    )
+    .await?;
     std::fs::write(dir.join("device.toml"), toml::to_string_pretty(&cfg)?)?;
     if common.json {
-        println!("{}", serde_json::json!({ "client": client.id().to_string(), "home": dir }));
+        println!(
+            "{}",
+            serde_json::json!({ "client": client.id().to_string(), "home": dir })
+        );
     } else {
-        println!("Registered {} as {} (state in {})", user.handle(), client.id(), dir.display());
+        println!(
+            "Registered {} as {} (state in {})",
+            user.handle(),
+            client.id(),
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -196,8 +222,17 @@ fn print_entry(e: &HistoryEntry, json: bool) {
             })
         );
     } else {
-        let who = if e.outgoing { "me".to_owned() } else { e.sender.handle() };
-        println!("[{}] {}: {}", format_ts(e.timestamp_ms), who, e.text.as_deref().unwrap_or("(non-text content)"));
+        let who = if e.outgoing {
+            "me".to_owned()
+        } else {
+            e.sender.handle()
+        };
+        println!(
+            "[{}] {}: {}",
+            format_ts(e.timestamp_ms),
+            who,
+            e.text.as_deref().unwrap_or("(non-text content)")
+        );
     }
 }
 
@@ -211,21 +246,44 @@ fn print_event(e: &Event, json: bool) {
         Event::Message(m) => print_entry(m, json),
         Event::Joined { room, members } => {
             if json {
-                println!("{}", serde_json::json!({"event": "joined", "room": room.to_string(), "members": members.iter().map(|m| m.handle()).collect::<Vec<_>>()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "joined", "room": room.to_string(), "members": members.iter().map(|m| m.handle()).collect::<Vec<_>>()})
+                );
             } else {
-                println!("* joined {room} with {}", members.iter().map(|m| m.handle()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "* joined {room} with {}",
+                    members
+                        .iter()
+                        .map(|m| m.handle())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
         }
         Event::MembersChanged { room, members } => {
             if json {
-                println!("{}", serde_json::json!({"event": "members", "room": room.to_string(), "members": members.iter().map(|m| m.handle()).collect::<Vec<_>>()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "members", "room": room.to_string(), "members": members.iter().map(|m| m.handle()).collect::<Vec<_>>()})
+                );
             } else {
-                println!("* {room} now has {}", members.iter().map(|m| m.handle()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "* {room} now has {}",
+                    members
+                        .iter()
+                        .map(|m| m.handle())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
         }
         Event::Rejected { room, reason } => {
             if json {
-                println!("{}", serde_json::json!({"event": "rejected", "room": room, "reason": reason}));
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "rejected", "room": room, "reason": reason})
+                );
             } else {
                 println!("! dropped an invalid message in {room}: {reason}");
             }
@@ -239,7 +297,10 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
         AccountCommand::Account(AccountSub::Show {}) => {
             let client = open(&common).await?;
             if common.json {
-                println!("{}", serde_json::json!({"user": client.user().handle(), "client": client.id().to_string()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"user": client.user().handle(), "client": client.id().to_string()})
+                );
             } else {
                 println!("{} (device {})", client.user().handle(), client.id());
             }
@@ -251,11 +312,16 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             if common.json {
                 println!("{}", serde_json::json!({"code": code}));
             } else {
-                println!("Link code: {code}\nOn the new device: entente device add {} --device NAME --code {code}", client.user().handle());
+                println!(
+                    "Link code: {code}\nOn the new device: entente device add {} --device NAME --code {code}",
+                    client.user().handle()
+                );
             }
             Ok(())
         }
-        AccountCommand::Device(DeviceSub::Add { connect: a, code }) => connect(&a, &common, Some(&code)).await,
+        AccountCommand::Device(DeviceSub::Add { connect: a, code }) => {
+            connect(&a, &common, Some(&code)).await
+        }
         AccountCommand::Chat { user } => {
             let mut client = open(&common).await?;
             client.sync().await?;
@@ -271,7 +337,12 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             }
             Ok(())
         }
-        AccountCommand::Send { to, room, text, markdown } => {
+        AccountCommand::Send {
+            to,
+            room,
+            text,
+            markdown,
+        } => {
             let mut client = open(&common).await?;
             client.sync().await?;
             let room = match (to, room) {
@@ -287,7 +358,10 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             };
             let id = client.send_text(&room, &text, markdown).await?;
             if common.json {
-                println!("{}", serde_json::json!({"room": room.to_string(), "message_id": hex::encode(id)}));
+                println!(
+                    "{}",
+                    serde_json::json!({"room": room.to_string(), "message_id": hex::encode(id)})
+                );
             } else {
                 println!("sent to {room}");
             }
@@ -317,7 +391,8 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             let mut client = open(&common).await?;
             client.sync().await?;
             let room = match (with, room) {
-                (Some(u), _) => direct_room(&client, &parse_user(&u)?)?.with_context(|| format!("no chat with {u} yet"))?,
+                (Some(u), _) => direct_room(&client, &parse_user(&u)?)?
+                    .with_context(|| format!("no chat with {u} yet"))?,
                 (None, Some(r)) => parse_room(&r)?,
                 (None, None) => bail!("say which conversation: --with USER or --room ROOM"),
             };
@@ -332,7 +407,10 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             for r in client.rooms()? {
                 let members: Vec<String> = r.members.iter().map(|m| m.handle()).collect();
                 if common.json {
-                    println!("{}", serde_json::json!({"room": r.room.to_string(), "epoch": r.epoch, "members": members}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"room": r.room.to_string(), "epoch": r.epoch, "members": members})
+                    );
                 } else {
                     println!("{}  (epoch {})  {}", r.room, r.epoch, members.join(", "));
                 }
@@ -345,21 +423,40 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             let peer = parse_user(&user)?;
             if let Some(n) = verify {
                 client.verify_safety_number(&peer, &n)?;
-                println!("Verified: your conversation with {} is with the devices you both see.", peer.handle());
+                println!(
+                    "Verified: your conversation with {} is with the devices you both see.",
+                    peer.handle()
+                );
                 return Ok(());
             }
-            let number = client
-                .safety_number(&peer)?
-                .with_context(|| format!("you share no room with {} yet; start a chat first", peer.handle()))?;
+            let number = client.safety_number(&peer)?.with_context(|| {
+                format!(
+                    "you share no room with {} yet; start a chat first",
+                    peer.handle()
+                )
+            })?;
             let verified = client.is_verified(&peer)?;
             if common.json {
-                println!("{}", serde_json::json!({"user": peer.handle(), "safety_number": number, "verified": verified}));
+                println!(
+                    "{}",
+                    serde_json::json!({"user": peer.handle(), "safety_number": number, "verified": verified})
+                );
             } else {
-                println!("Safety number with {}:\n  {}", peer.handle(), entente_core::identity::format_safety_number(&number));
-                println!("{}", if verified { "(verified)" } else { "(not verified: compare it with theirs, then run with --verify)" });
+                println!(
+                    "Safety number with {}:\n  {}",
+                    peer.handle(),
+                    entente_core::identity::format_safety_number(&number)
+                );
+                println!(
+                    "{}",
+                    if verified {
+                        "(verified)"
+                    } else {
+                        "(not verified: compare it with theirs, then run with --verify)"
+                    }
+                );
             }
             Ok(())
         }
     }
 }
-

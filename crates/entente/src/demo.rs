@@ -37,20 +37,41 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             tmp.path().to_owned()
         }
     };
-    step(1, "Starting providers a.example and b.example on loopback (throwaway CA, mutual TLS, SQLite)");
+    step(
+        1,
+        "Starting providers a.example and b.example on loopback (throwaway CA, mutual TLS, SQLite)",
+    );
     let fed = Federation::start_in(&root, &["a.example", "b.example"]).await?;
     for (d, m) in &fed.members {
         println!("    {d} at https://{}", m.config.listen);
     }
 
-    step(2, "Registering alice@a.example and bob@b.example; each provider certifies its user's device key");
+    step(
+        2,
+        "Registering alice@a.example and bob@b.example; each provider certifies its user's device key",
+    );
     let alice_id: UserId = "alice@a.example".parse()?;
     let bob_id: UserId = "bob@b.example".parse()?;
-    let mut alice = Client::register(fed.client_options("a.example", "alice")?, &alice_id, "laptop", None).await?;
-    let mut bob = Client::register(fed.client_options("b.example", "bob")?, &bob_id, "phone", None).await?;
+    let mut alice = Client::register(
+        fed.client_options("a.example", "alice")?,
+        &alice_id,
+        "laptop",
+        None,
+    )
+    .await?;
+    let mut bob = Client::register(
+        fed.client_options("b.example", "bob")?,
+        &bob_id,
+        "phone",
+        None,
+    )
+    .await?;
     println!("    {}\n    {}", alice.id(), bob.id());
 
-    step(3, "Alice starts a chat: a MIMI room hubbed by a.example, an MLS group with Bob's device");
+    step(
+        3,
+        "Alice starts a chat: a MIMI room hubbed by a.example, an MLS group with Bob's device",
+    );
     let room = alice.start_chat(&bob_id).await?;
     println!("    room {room}");
     let joined = bob.sync().await?;
@@ -60,12 +81,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("    Bob joined via the MLS Welcome relayed a.example -> b.example");
 
-    step(4, "Alice sends; the hub orders and fans out; Bob's provider stores it for him");
+    step(
+        4,
+        "Alice sends; the hub orders and fans out; Bob's provider stores it for him",
+    );
     for line in ALICE_LINES {
         alice.send_text(&room, line, line.contains("**")).await?;
     }
     // Before Bob fetches, b.example holds Alice's messages: check it is ciphertext.
-    let all_plaintext: Vec<&str> = ALICE_LINES.iter().chain(BOB_LINES.iter()).copied().collect();
+    let all_plaintext: Vec<&str> = ALICE_LINES
+        .iter()
+        .chain(BOB_LINES.iter())
+        .copied()
+        .collect();
     let b_report = inspect(&fed.database_path("b.example")?, &all_plaintext)?;
     let got = bob.sync().await?;
     let bob_saw: Vec<String> = got
@@ -75,7 +103,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             _ => None,
         })
         .collect();
-    ensure!(bob_saw == ALICE_LINES, "Bob received {bob_saw:?}, expected {ALICE_LINES:?}");
+    ensure!(
+        bob_saw == ALICE_LINES,
+        "Bob received {bob_saw:?}, expected {ALICE_LINES:?}"
+    );
 
     step(5, "Bob replies through his provider (follower) to the hub");
     for line in BOB_LINES {
@@ -90,17 +121,27 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             _ => None,
         })
         .collect();
-    ensure!(alice_saw == BOB_LINES, "Alice received {alice_saw:?}, expected {BOB_LINES:?}");
+    ensure!(
+        alice_saw == BOB_LINES,
+        "Alice received {alice_saw:?}, expected {BOB_LINES:?}"
+    );
 
     step(6, "Transcript (as Alice's device stores it)");
     for e in alice.history(&room, 100)? {
-        let who = if e.outgoing { "alice@a.example".to_owned() } else { e.sender.handle() };
+        let who = if e.outgoing {
+            "alice@a.example".to_owned()
+        } else {
+            e.sender.handle()
+        };
         println!("    {who}: {}", e.text.unwrap_or_default());
     }
     let ab = alice.safety_number(&bob_id)?.context("no safety number")?;
     let ba = bob.safety_number(&alice_id)?.context("no safety number")?;
     ensure!(ab == ba, "safety numbers differ: {ab} vs {ba}");
-    println!("    safety number (same on both devices): {}", entente_core::identity::format_safety_number(&ab));
+    println!(
+        "    safety number (same on both devices): {}",
+        entente_core::identity::format_safety_number(&ab)
+    );
 
     step(7, "What the providers stored");
     for (d, r) in [("b.example", &b_report), ("a.example", &a_report)] {
@@ -108,7 +149,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "    {d}: {} pending encrypted message(s), {} byte(s) of ciphertext; plaintext found: {}",
             r.messages,
             r.ciphertext_bytes,
-            if r.plaintext_hits.is_empty() { "none".to_owned() } else { r.plaintext_hits.join(", ") }
+            if r.plaintext_hits.is_empty() {
+                "none".to_owned()
+            } else {
+                r.plaintext_hits.join(", ")
+            }
         );
         if !r.plaintext_hits.is_empty() {
             bail!("{d}'s database contains plaintext: {:?}", r.plaintext_hits);
@@ -120,7 +165,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     drop(alice);
     drop(bob);
     fed.shutdown().await;
-    println!("\nAll checks passed in {:.1} s.", started.elapsed().as_secs_f64());
+    println!(
+        "\nAll checks passed in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -134,12 +182,15 @@ pub struct Inspection {
 /// Opens a provider's database read-only; counts the pending messages and searches
 /// every value of every table, and the raw database and WAL files, for plaintext.
 pub fn inspect(db: &Path, plaintexts: &[&str]) -> Result<Inspection> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening {}", db.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("opening {}", db.display()))?;
     let (messages, ciphertext_bytes): (i64, i64) = conn
-        .query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .context("counting stored messages")?;
     let mut hits = Vec::new();
     let tables: Vec<String> = conn
@@ -153,7 +204,9 @@ pub fn inspect(db: &Path, plaintexts: &[&str]) -> Result<Inspection> {
         while let Some(row) = rows.next()? {
             for i in 0..cols {
                 let bytes: Vec<u8> = match row.get_ref(i)? {
-                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b.to_vec(),
+                    rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+                        b.to_vec()
+                    }
                     _ => continue,
                 };
                 for p in plaintexts {
@@ -174,7 +227,11 @@ pub fn inspect(db: &Path, plaintexts: &[&str]) -> Result<Inspection> {
             }
         }
     }
-    Ok(Inspection { messages: messages as u64, ciphertext_bytes: ciphertext_bytes as u64, plaintext_hits: hits })
+    Ok(Inspection {
+        messages: messages as u64,
+        ciphertext_bytes: ciphertext_bytes as u64,
+        plaintext_hits: hits,
+    })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -29,7 +29,10 @@ pub struct LoadArgs {
 }
 
 pub async fn run(a: LoadArgs) -> Result<()> {
-    ensure!(a.pairs > 0 && a.messages >= a.pairs, "need at least one message per pair");
+    ensure!(
+        a.pairs > 0 && a.messages >= a.pairs,
+        "need at least one message per pair"
+    );
     let fed = Federation::start(&["a.example", "b.example"]).await?;
     let per_pair = a.messages / a.pairs;
     let mut senders = Vec::new();
@@ -38,16 +41,30 @@ pub async fn run(a: LoadArgs) -> Result<()> {
     for i in 0..a.pairs {
         let s_id: UserId = format!("sender{i}@a.example").parse()?;
         let r_id: UserId = format!("receiver{i}@b.example").parse()?;
-        let mut s = Client::register(fed.client_options("a.example", &format!("s{i}"))?, &s_id, "d", None).await?;
-        let mut r = Client::register(fed.client_options("b.example", &format!("r{i}"))?, &r_id, "d", None).await?;
+        let mut s = Client::register(
+            fed.client_options("a.example", &format!("s{i}"))?,
+            &s_id,
+            "d",
+            None,
+        )
+        .await?;
+        let mut r = Client::register(
+            fed.client_options("b.example", &format!("r{i}"))?,
+            &r_id,
+            "d",
+            None,
+        )
+        .await?;
         let room = s.start_chat(&r_id).await?;
         r.sync().await?;
         senders.push((s, room));
         receivers.push(r);
     }
     let sent_at: Arc<Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
-    let e2e: Arc<std::sync::Mutex<Histogram<u64>>> = Arc::new(std::sync::Mutex::new(Histogram::new(3)?));
-    let accept: Arc<std::sync::Mutex<Histogram<u64>>> = Arc::new(std::sync::Mutex::new(Histogram::new(3)?));
+    let e2e: Arc<std::sync::Mutex<Histogram<u64>>> =
+        Arc::new(std::sync::Mutex::new(Histogram::new(3)?));
+    let accept: Arc<std::sync::Mutex<Histogram<u64>>> =
+        Arc::new(std::sync::Mutex::new(Histogram::new(3)?));
     eprintln!("sending {} messages...", per_pair * a.pairs);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -126,7 +143,10 @@ pub async fn run(a: LoadArgs) -> Result<()> {
             })
         );
     } else {
-        println!("messages delivered end to end: {received} in {:.2} s = {rate:.0} msg/s", elapsed.as_secs_f64());
+        println!(
+            "messages delivered end to end: {received} in {:.2} s = {rate:.0} msg/s",
+            elapsed.as_secs_f64()
+        );
         println!(
             "send -> receiver decrypted: p50 {:.1} ms, p99 {:.1} ms",
             ms(e2e.value_at_quantile(0.5)),
@@ -138,7 +158,11 @@ pub async fn run(a: LoadArgs) -> Result<()> {
             ms(accept.value_at_quantile(0.99))
         );
     }
-    ensure!(received == per_pair * a.pairs, "lost messages: {received} of {}", per_pair * a.pairs);
+    ensure!(
+        received == per_pair * a.pairs,
+        "lost messages: {received} of {}",
+        per_pair * a.pairs
+    );
     fed.shutdown().await;
     Ok(())
 }

@@ -21,7 +21,12 @@ use clap::{Parser, Subcommand};
 /// Start with `entente demo`. To run your own provider: `entente ca init`, then
 /// `entente provider init`, then `entente provider run`.
 #[derive(Parser)]
-#[command(name = "entente", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "entente",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// Log filter, e.g. `info` or `entente_provider=debug` (also RUST_LOG).
     #[arg(long, global = true, env = "ENTENTE_LOG", default_value = "warn")]
@@ -57,7 +62,9 @@ enum Command {
 fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -77,7 +84,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log, cli.log_json);
     entente_tls::install_crypto_provider();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

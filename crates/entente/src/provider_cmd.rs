@@ -67,12 +67,18 @@ pub fn run_ca(c: CaCommand) -> Result<()> {
     match c {
         CaCommand::Init { dir } => {
             if dir.join("ca.key").exists() {
-                bail!("{} already holds a CA; remove it first or choose another --dir", dir.display());
+                bail!(
+                    "{} already holds a CA; remove it first or choose another --dir",
+                    dir.display()
+                );
             }
             let ca = DevCa::generate("Entente local federation CA")?;
             ca.save(&dir)?;
             println!("Created a throwaway CA in {}", dir.display());
-            println!("Next: entente provider init --domain a.example --ca {}", dir.display());
+            println!(
+                "Next: entente provider init --domain a.example --ca {}",
+                dir.display()
+            );
             Ok(())
         }
     }
@@ -87,8 +93,13 @@ pub async fn run(c: ProviderCommand) -> Result<()> {
             let handle = entente_provider::Provider::start(cfg)
                 .await
                 .with_context(|| format!("starting the provider from {}", config.display()))?;
-            println!("{domain} is serving on https://{} (Ctrl-C to stop)", handle.local_addr);
-            tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            println!(
+                "{domain} is serving on https://{} (Ctrl-C to stop)",
+                handle.local_addr
+            );
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?;
             println!("stopping {domain}...");
             handle.shutdown().await;
             Ok(())
@@ -111,9 +122,12 @@ fn init(a: InitArgs) -> Result<()> {
     }
     let trust = match &a.ca {
         Some(ca_dir) => {
-            let ca = DevCa::load(ca_dir).with_context(|| format!("loading the CA in {}", ca_dir.display()))?;
+            let ca = DevCa::load(ca_dir)
+                .with_context(|| format!("loading the CA in {}", ca_dir.display()))?;
             ca.issue(&a.domain)?.save(&a.dir, "provider")?;
-            std::fs::canonicalize(ca_dir.join("ca.crt"))?.to_string_lossy().into_owned()
+            std::fs::canonicalize(ca_dir.join("ca.crt"))?
+                .to_string_lossy()
+                .into_owned()
         }
         None => "system".to_owned(),
     };
@@ -131,7 +145,10 @@ fn init(a: InitArgs) -> Result<()> {
         limits: Limits::default(),
     };
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
-    std::fs::write(&path, format!("# Entente provider for {}\n{}", a.domain, cfg.to_toml()?))?;
+    std::fs::write(
+        &path,
+        format!("# Entente provider for {}\n{}", a.domain, cfg.to_toml()?),
+    )?;
     println!("Wrote {}", path.display());
     if a.ca.is_none() {
         println!(

@@ -40,9 +40,11 @@ impl From<FedError> for Failure {
             FedError::Unreachable { retry_after, .. } => {
                 Failure::unavailable(e.to_string(), retry_after.unwrap_or(5))
             }
-            FedError::Refused { .. } => {
-                Failure::new(axum::http::StatusCode::BAD_GATEWAY, "peer_refused", e.to_string())
-            }
+            FedError::Refused { .. } => Failure::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "peer_refused",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -75,7 +77,9 @@ impl FederationClient {
             };
             b = b.resolve(domain, sa);
         }
-        let http = b.build().map_err(|e| format!("building the federation client: {e}"))?;
+        let http = b
+            .build()
+            .map_err(|e| format!("building the federation client: {e}"))?;
         Ok(Self {
             own,
             http,
@@ -84,7 +88,10 @@ impl FederationClient {
     }
 
     fn url(domain: &Domain, endpoint: &str, param: &str) -> String {
-        format!("https://{domain}{MIMI_PREFIX}/{endpoint}/{}", path_segment(param))
+        format!(
+            "https://{domain}{MIMI_PREFIX}/{endpoint}/{}",
+            path_segment(param)
+        )
     }
 
     /// POSTs a MIMI body; returns the response body of a 2xx answer.

@@ -21,9 +21,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(DIRECTORY_PATH, get(directory))
         .route(ISSUER_PATH, get(issuer))
-        .route(&format!("{MIMI_PREFIX}/keyMaterial/{{target}}"), post(key_material))
+        .route(
+            &format!("{MIMI_PREFIX}/keyMaterial/{{target}}"),
+            post(key_material),
+        )
         .route(&format!("{MIMI_PREFIX}/update/{{room}}"), post(update))
-        .route(&format!("{MIMI_PREFIX}/submitMessage/{{room}}"), post(submit_message))
+        .route(
+            &format!("{MIMI_PREFIX}/submitMessage/{{room}}"),
+            post(submit_message),
+        )
         .route(&format!("{MIMI_PREFIX}/notify/{{room}}"), post(notify))
         .with_state(state)
 }
@@ -43,7 +49,8 @@ impl FromRequestParts<AppState> for Peer {
         let domain = from
             .strip_prefix("mimi@")
             .ok_or_else(|| Failure::unauthenticated("From header must be mimi@<your domain>"))?;
-        let domain = Domain::parse(domain).map_err(|e| Failure::unauthenticated(format!("From header: {e}")))?;
+        let domain = Domain::parse(domain)
+            .map_err(|e| Failure::unauthenticated(format!("From header: {e}")))?;
         let Extension(info) = Extension::<ConnectionInfo>::from_request_parts(parts, &())
             .await
             .map_err(|_| Failure::internal("connection info", "missing"))?;

@@ -187,7 +187,12 @@ pub trait Store: Send + Sync + 'static {
     /// route `reference -> Local(client)` for the Welcome. `None` if it has none.
     fn claim_key_package(&self, client: &Uri, now: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
     /// Records that a KeyPackage claimed at another provider routes there.
-    fn record_key_package_route(&self, reference: &[u8], route: &KeyPackageRoute, now: u64) -> Result<()>;
+    fn record_key_package_route(
+        &self,
+        reference: &[u8],
+        route: &KeyPackageRoute,
+        now: u64,
+    ) -> Result<()>;
     fn key_package_route(&self, reference: &[u8]) -> Result<Option<KeyPackageRoute>>;
 
     // --- rooms ---

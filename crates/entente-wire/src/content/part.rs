@@ -109,9 +109,9 @@ pub struct ExternalPart {
     pub hash_alg: u8,
     /// Hash of the content at `url`.
     pub content_hash: Vec<u8>,
-    /// Optional text description.
+    /// Optional text description. Like content, `Debug` shows only its length.
     pub description: String,
-    /// Optional suggested file name.
+    /// Optional suggested file name. Like content, `Debug` shows only its length.
     pub filename: String,
 }
 
@@ -490,8 +490,11 @@ impl fmt::Debug for ExternalPart {
             .field("aad", &hex::encode(aad))
             .field("hash_alg", hash_alg)
             .field("content_hash", &hex::encode(content_hash))
-            .field("description", description)
-            .field("filename", filename)
+            .field(
+                "description",
+                &format_args!("<{} bytes>", description.len()),
+            )
+            .field("filename", &format_args!("<{} bytes>", filename.len()))
             .finish()
     }
 }

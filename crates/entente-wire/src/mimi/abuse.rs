@@ -1,6 +1,6 @@
 //! Report abuse (draft-ietf-mimi-protocol-06 section 5.9): `POST /reportAbuse/{roomId}`.
 
-use openmls::prelude::AppDataDictionary;
+use super::app_data::AppDataDictionary;
 use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use super::IdentifierUri;
@@ -38,7 +38,9 @@ pub struct AbusiveMessage {
 /// ```
 ///
 /// The draft assigns no values yet, so the raw code is kept and every value decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, TlsSerialize, TlsDeserialize, TlsSize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, TlsSerialize, TlsDeserialize, TlsSize,
+)]
 pub struct AbuseType(pub u8);
 
 /// The request body of `POST /reportAbuse/{roomId}`.

@@ -24,7 +24,9 @@ use crate::ids::{ClientId, Domain, IdError, RoomId, UserId};
 /// ([`FramingError::UnknownValue`](super::FramingError::UnknownValue)), so every
 /// decoded message is an MLS 1.0 message and the `select (protocol)` branches of the
 /// draft's structs are plain fields here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, TlsSerialize, TlsDeserialize, TlsSize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, TlsSerialize, TlsDeserialize, TlsSize,
+)]
 #[repr(u8)]
 pub enum Protocol {
     /// MLS 1.0 (RFC 9420).
@@ -90,7 +92,10 @@ impl IdentifierUri {
 
     fn text(&self) -> Result<&str, IdError> {
         self.as_str().ok_or_else(|| IdError::NotMimiUri {
-            value: String::from_utf8_lossy(self.as_bytes()).chars().take(80).collect(),
+            value: String::from_utf8_lossy(self.as_bytes())
+                .chars()
+                .take(80)
+                .collect(),
         })
     }
 }
@@ -252,7 +257,11 @@ impl MlsMessage {
 }
 
 /// The error for an MLS message of the wrong shape in `field`.
-pub(crate) fn shape_error(field: &str, expected: MessageShape, found: &MlsMessage) -> tls_codec::Error {
+pub(crate) fn shape_error(
+    field: &str,
+    expected: MessageShape,
+    found: &MlsMessage,
+) -> tls_codec::Error {
     let expected = match expected {
         MessageShape::Application => "a PrivateMessage carrying an application message",
         MessageShape::Proposal => "a PublicMessage carrying a proposal",

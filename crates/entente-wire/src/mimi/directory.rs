@@ -73,7 +73,9 @@ pub enum DirectoryError {
         template: String,
     },
     /// The template lacks the variable the endpoint needs.
-    #[error("directory entry '{endpoint}' is '{template}', which contains none of the variables {expected}")]
+    #[error(
+        "directory entry '{endpoint}' is '{template}', which contains none of the variables {expected}"
+    )]
     MissingVariable {
         /// The JSON member name.
         endpoint: &'static str,
@@ -118,7 +120,10 @@ impl Directory {
                     template: shorten(template),
                 });
             }
-            if !variables.iter().any(|v| template.contains(&format!("{{{v}}}"))) {
+            if !variables
+                .iter()
+                .any(|v| template.contains(&format!("{{{v}}}")))
+            {
                 return Err(missing(endpoint, template, variables));
             }
         }
@@ -127,7 +132,12 @@ impl Directory {
 
     /// The keyMaterial URL for `target`.
     pub fn key_material_url(&self, target: &UserId) -> Result<String, DirectoryError> {
-        expand("keyMaterial", &self.key_material, &["targetUser"], &target.to_uri())
+        expand(
+            "keyMaterial",
+            &self.key_material,
+            &["targetUser"],
+            &target.to_uri(),
+        )
     }
 
     /// The update URL for `room`.
@@ -142,7 +152,12 @@ impl Directory {
 
     /// The submitMessage URL for `room`.
     pub fn submit_message_url(&self, room: &RoomId) -> Result<String, DirectoryError> {
-        expand("submitMessage", &self.submit_message, &["roomId"], &room.to_uri())
+        expand(
+            "submitMessage",
+            &self.submit_message,
+            &["roomId"],
+            &room.to_uri(),
+        )
     }
 
     /// The groupInfo URL for `room`.
@@ -174,17 +189,32 @@ impl Directory {
 
     /// The identifierQuery URL for `domain`.
     pub fn identifier_query_url(&self, domain: &Domain) -> Result<String, DirectoryError> {
-        expand("identifierQuery", &self.identifier_query, &["domain"], domain.as_str())
+        expand(
+            "identifierQuery",
+            &self.identifier_query,
+            &["domain"],
+            domain.as_str(),
+        )
     }
 
     /// The reportAbuse URL for `room`.
     pub fn report_abuse_url(&self, room: &RoomId) -> Result<String, DirectoryError> {
-        expand("reportAbuse", &self.report_abuse, &["roomId"], &room.to_uri())
+        expand(
+            "reportAbuse",
+            &self.report_abuse,
+            &["roomId"],
+            &room.to_uri(),
+        )
     }
 
     /// The proxyDownload URL for `download_url`.
     pub fn proxy_download_url(&self, download_url: &str) -> Result<String, DirectoryError> {
-        expand("proxyDownload", &self.proxy_download, &["downloadUrl"], download_url)
+        expand(
+            "proxyDownload",
+            &self.proxy_download,
+            &["downloadUrl"],
+            download_url,
+        )
     }
 
     fn entries(&self) -> [(&'static str, &str, &'static [&'static str]); 10] {
@@ -194,7 +224,11 @@ impl Directory {
             ("notify", &self.notify, &["roomId"]),
             ("submitMessage", &self.submit_message, &["roomId"]),
             ("groupInfo", &self.group_info, &["roomId"]),
-            ("requestConsent", &self.request_consent, &["targetUser", "targetDomain"]),
+            (
+                "requestConsent",
+                &self.request_consent,
+                &["targetUser", "targetDomain"],
+            ),
             (
                 "updateConsent",
                 &self.update_consent,

@@ -36,7 +36,9 @@ pub enum FramingError {
     },
     /// A vector length prefix that is not minimally encoded, exceeds the MLS limit of
     /// 2^30 - 1 bytes, or disagrees with its contents.
-    #[error("{message} contains an invalid vector length (not minimally encoded, over 2^30-1 bytes, or not matching its contents)")]
+    #[error(
+        "{message} contains an invalid vector length (not minimally encoded, over 2^30-1 bytes, or not matching its contents)"
+    )]
     InvalidLength {
         /// The message type being decoded.
         message: &'static str,
@@ -121,7 +123,10 @@ pub(crate) fn decode_exact<T: Deserialize>(
 }
 
 /// Encodes `value` as message type `message`.
-pub(crate) fn encode<T: Serialize>(message: &'static str, value: &T) -> Result<Vec<u8>, FramingError> {
+pub(crate) fn encode<T: Serialize>(
+    message: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, FramingError> {
     value
         .tls_serialize_detached()
         .map_err(|e| FramingError::encoding(message, e))

@@ -116,7 +116,11 @@ impl FanoutEvent {
                 more_proposals,
             } => {
                 proposal.expect_shape(MessageShape::Proposal, "FanoutMessage.message")?;
-                check_all(more_proposals, MessageShape::Proposal, "FanoutMessage.moreProposals")
+                check_all(
+                    more_proposals,
+                    MessageShape::Proposal,
+                    "FanoutMessage.moreProposals",
+                )
             }
             FanoutEvent::Commit {
                 commit,
@@ -158,12 +162,11 @@ pub fn decode_fanout_batch(bytes: &[u8]) -> Result<Vec<FanoutMessage>, FramingEr
     let mut messages = Vec::new();
     while !reader.is_empty() {
         let index = messages.len();
-        let message = FanoutMessage::tls_deserialize(&mut reader).map_err(|e| {
-            FramingError::InBatch {
+        let message =
+            FanoutMessage::tls_deserialize(&mut reader).map_err(|e| FramingError::InBatch {
                 index,
                 source: Box::new(FramingError::decoding(FanoutMessage::NAME, e)),
-            }
-        })?;
+            })?;
         messages.push(message);
     }
     Ok(messages)

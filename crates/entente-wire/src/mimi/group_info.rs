@@ -349,7 +349,8 @@ impl GroupInfoRatchetTreeTBE {
     /// "proposals" that are not PublicMessage proposals.
     pub fn decode(bytes: &[u8]) -> Result<Self, FramingError> {
         let tbe: Self = decode_exact(Self::NAME, bytes)?;
-        tbe.check().map_err(|e| FramingError::decoding(Self::NAME, e))?;
+        tbe.check()
+            .map_err(|e| FramingError::decoding(Self::NAME, e))?;
         Ok(tbe)
     }
 

@@ -1,7 +1,7 @@
 //! Find internal address (draft-ietf-mimi-protocol-06 section 5.8):
 //! `POST /identifierQuery/{domain}`.
 
-use openmls::prelude::AppDataDictionary;
+use super::app_data::AppDataDictionary;
 use tls_codec::{TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
 use super::IdentifierUri;

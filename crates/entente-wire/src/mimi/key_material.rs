@@ -140,7 +140,9 @@ impl KeyMaterialRequest {
 
     fn check(&self) -> Result<(), String> {
         if self.acceptable_ciphersuites.is_empty() {
-            return Err("acceptableCiphersuites is empty; the draft requires a non-empty list".into());
+            return Err(
+                "acceptableCiphersuites is empty; the draft requires a non-empty list".into(),
+            );
         }
         Ok(())
     }
@@ -308,7 +310,9 @@ impl Serialize for ClientKeyMaterial {
         written += match &self.material {
             ClientMaterial::Success(key_package) => key_package.tls_serialize(writer)?,
             ClientMaterial::KeyMaterialExhausted => 0,
-            ClientMaterial::NothingCompatible(capabilities) => capabilities.tls_serialize(writer)?,
+            ClientMaterial::NothingCompatible(capabilities) => {
+                capabilities.tls_serialize(writer)?
+            }
         };
         Ok(written)
     }

@@ -40,6 +40,7 @@
 //! ```
 
 mod abuse;
+mod app_data;
 mod common;
 mod directory;
 mod error;
@@ -53,6 +54,7 @@ mod tree;
 mod update;
 
 pub use abuse::{AbuseReport, AbuseType, AbusiveMessage};
+pub use app_data::{AppDataDictionary, ComponentData, UnsortedComponents};
 pub use common::{IdentifierUri, MessageShape, MlsMessage, Protocol};
 pub use directory::{Directory, DirectoryError};
 pub use error::FramingError;

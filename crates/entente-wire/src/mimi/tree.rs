@@ -186,7 +186,9 @@ impl RatchetTreeOption {
             RatchetTreeOption::Full(_) => RatchetTreeRepresentation::Full,
             RatchetTreeOption::HttpsUri { .. } => RatchetTreeRepresentation::HttpsUri,
             RatchetTreeOption::OutOfBand { .. } => RatchetTreeRepresentation::OutOfBand,
-            RatchetTreeOption::DistributionService => RatchetTreeRepresentation::DistributionService,
+            RatchetTreeOption::DistributionService => {
+                RatchetTreeRepresentation::DistributionService
+            }
         }
     }
 }

@@ -76,8 +76,13 @@ impl HandshakeBundle {
                 proposal,
                 more_proposals,
             } => {
-                proposal.expect_shape(MessageShape::Proposal, "HandshakeBundle.proposalOrCommit")?;
-                check_all(more_proposals, MessageShape::Proposal, "HandshakeBundle.moreProposals")
+                proposal
+                    .expect_shape(MessageShape::Proposal, "HandshakeBundle.proposalOrCommit")?;
+                check_all(
+                    more_proposals,
+                    MessageShape::Proposal,
+                    "HandshakeBundle.moreProposals",
+                )
             }
         }
     }
@@ -302,7 +307,9 @@ impl UpdateRoomResponse {
 impl Size for UpdateRoomResponse {
     fn tls_serialized_len(&self) -> usize {
         let selected = match &self.outcome {
-            UpdateOutcome::Success { accepted_timestamp } => accepted_timestamp.tls_serialized_len(),
+            UpdateOutcome::Success { accepted_timestamp } => {
+                accepted_timestamp.tls_serialized_len()
+            }
             UpdateOutcome::WrongEpoch { current_epoch } => current_epoch.tls_serialized_len(),
             UpdateOutcome::NotAllowed => 0,
             UpdateOutcome::InvalidProposal { invalid_proposals } => {
@@ -320,7 +327,9 @@ impl Serialize for UpdateRoomResponse {
         let mut written = self.outcome.code().tls_serialize(writer)?;
         written += self.error_description.tls_serialize(writer)?;
         written += match &self.outcome {
-            UpdateOutcome::Success { accepted_timestamp } => accepted_timestamp.tls_serialize(writer)?,
+            UpdateOutcome::Success { accepted_timestamp } => {
+                accepted_timestamp.tls_serialize(writer)?
+            }
             UpdateOutcome::WrongEpoch { current_epoch } => current_epoch.tls_serialize(writer)?,
             UpdateOutcome::NotAllowed => 0,
             UpdateOutcome::InvalidProposal { invalid_proposals } => {

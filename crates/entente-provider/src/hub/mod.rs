@@ -60,13 +60,19 @@ async fn room_record(state: &AppState, room: &RoomId) -> Result<Option<RoomRecor
 }
 
 /// Checks that a client of ours is in the room (per the hub's fanout so far).
-async fn require_local_member(state: &AppState, room: &RoomId, client: &str) -> Result<(), Failure> {
+async fn require_local_member(
+    state: &AppState,
+    room: &RoomId,
+    client: &str,
+) -> Result<(), Failure> {
     let r = room.to_string();
     let members = state.db(move |s| s.room_clients(&r)).await?;
     if members.iter().any(|m| m == client) {
         Ok(())
     } else {
-        Err(Failure::forbidden(format!("you are not a member of {room}")))
+        Err(Failure::forbidden(format!(
+            "you are not a member of {room}"
+        )))
     }
 }
 
@@ -79,14 +85,18 @@ pub async fn client_key_material(
     a: Authed,
 ) -> Result<Json<KeyMaterialResult>, Failure> {
     let call: KeyMaterialCall = a.json()?;
-    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    let room: RoomId = room
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
     let req = mimi::KeyMaterialRequest::decode(&call.request)
         .map_err(|e| Failure::bad_request(format!("KeyMaterialRequest: {e}")))?;
     if wire::uri(&req.requesting_user) != a.client.user {
         return Err(Failure::forbidden("requestingUser must be your own user"));
     }
     if wire::uri(&req.room_id) != room.to_string() {
-        return Err(Failure::bad_request("roomId in the request differs from the room in the path"));
+        return Err(Failure::bad_request(
+            "roomId in the request differs from the room in the path",
+        ));
     }
     require_local_member(&state, &room, &a.client.client).await?;
     let target = wire::uri(&req.target_user);
@@ -108,7 +118,9 @@ pub async fn client_update(
     a: Authed,
 ) -> Result<Json<HubAnswer>, Failure> {
     let call: UpdateCall = a.json()?;
-    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    let room: RoomId = room
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
     require_local_member(&state, &room, &a.client.client).await?;
     let response = if state.is_local(room.domain()) {
         accept_update(&state, &room, call.request, Submitter::Client(a.client)).await?
@@ -125,7 +137,9 @@ pub async fn client_submit(
     a: Authed,
 ) -> Result<Json<HubAnswer>, Failure> {
     let call: SubmitCall = a.json()?;
-    let room: RoomId = room.parse().map_err(|e| Failure::bad_request(format!("room: {e}")))?;
+    let room: RoomId = room
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
     require_local_member(&state, &room, &a.client.client).await?;
     let response = if state.is_local(room.domain()) {
         accept_submit(&state, &room, call.request, Submitter::Client(a.client)).await?
@@ -151,10 +165,14 @@ async fn relay(
     .map_err(Failure::bad_request)?;
     let mark = Batch {
         echo_marks: vec![(room.to_string(), sha256(&msg), client.client.clone())],
+        accepted_at: now_ms(),
         ..Batch::default()
     };
     state.db(move |s| s.apply(mark)).await?;
-    Ok(state.federation.post(room.domain(), endpoint, &room.to_string(), body).await?)
+    Ok(state
+        .federation
+        .post(room.domain(), endpoint, &room.to_string(), body)
+        .await?)
 }
 
 // ---------------------------------------------------------------- hub side
@@ -173,13 +191,19 @@ async fn hub_room(state: &AppState, room: &RoomId) -> Result<RoomRecord, Failure
 }
 
 /// Checks that a follower has participants in the room.
-async fn require_participating_peer(state: &AppState, room: &RoomId, peer: &Domain) -> Result<(), Failure> {
+async fn require_participating_peer(
+    state: &AppState,
+    room: &RoomId,
+    peer: &Domain,
+) -> Result<(), Failure> {
     let r = room.to_string();
     let domains = state.db(move |s| s.room_domains(&r)).await?;
     if domains.iter().any(|d| d == peer.as_str()) {
         Ok(())
     } else {
-        Err(Failure::forbidden(format!("{peer} has no participants in {room}")))
+        Err(Failure::forbidden(format!(
+            "{peer} has no participants in {room}"
+        )))
     }
 }
 
@@ -191,7 +215,7 @@ pub async fn accept_update(
     body: Vec<u8>,
     from: Submitter,
 ) -> Result<Vec<u8>, Failure> {
-    let rec = hub_room(state, room).await?;
+    hub_room(state, room).await?;
     if let Submitter::Peer(p) = &from {
         require_participating_peer(state, room, p).await?;
     }
@@ -222,7 +246,8 @@ pub async fn accept_update(
         .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
         .await?;
     let ts = now_ms();
-    let commit_fanout = wire::fanout(ts, &update.message_bytes, None);
+    let commit_fanout = wire::fanout(ts, &update.message_bytes, None)
+        .map_err(|e| Failure::internal("fanout", e))?;
     let mut batch = Batch {
         epoch: Some(EpochCheck {
             room: room.to_string(),
@@ -251,7 +276,8 @@ pub async fn accept_update(
         });
     }
     if let Some(welcome) = &update.welcome {
-        let welcome_fanout = wire::fanout(ts, &welcome.message_bytes, Some(&welcome.ratchet_tree));
+        let welcome_fanout = wire::fanout(ts, &welcome.message_bytes, Some(&welcome.ratchet_tree))
+            .map_err(|e| Failure::internal("fanout", e))?;
         batch.deliveries.push(Delivery {
             room: room.to_string(),
             clients: local_new.clone(),
@@ -283,10 +309,6 @@ pub async fn accept_update(
         BatchOutcome::WrongEpoch { current } => Ok(wire::update_wrong_epoch(current, update.epoch)),
         BatchOutcome::Duplicate { accepted_at } => Ok(wire::update_success(accepted_at)),
     }
-    .map(|r| {
-        let _ = rec;
-        r
-    })
 }
 
 /// Hub: authorises, orders and fans out an application message. Returns the encoded
@@ -326,7 +348,8 @@ pub async fn accept_submit(
         .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
         .await?;
     let ts = now_ms();
-    let fanout = wire::fanout(ts, &submit.message_bytes, None);
+    let fanout = wire::fanout(ts, &submit.message_bytes, None)
+        .map_err(|e| Failure::internal("fanout", e))?;
     let mut batch = Batch {
         dedup: Some(Dedup {
             scope: format!("submit:{room}"),
@@ -369,7 +392,12 @@ pub async fn accept_submit(
 
 /// Follower: delivers the hub's fanout to our clients. Each FanoutMessage is
 /// deduplicated by its bytes, so a retried notify is delivered once.
-pub async fn receive_notify(state: &AppState, room: &RoomId, body: &[u8], peer: &Domain) -> Result<(), Failure> {
+pub async fn receive_notify(
+    state: &AppState,
+    room: &RoomId,
+    body: &[u8],
+    peer: &Domain,
+) -> Result<(), Failure> {
     if room.domain() != peer {
         return Err(Failure::forbidden(format!(
             "{peer} is not the hub of {room}; only the hub may notify"

@@ -1,0 +1,118 @@
+//! The OpenAPI 3.1 document of the client API, served at `/openapi.json`.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn op(summary: &str, auth: bool, request: Option<&str>, response: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "responses": {
+            "200": { "description": "success", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{response}") } } } },
+            "default": { "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiError" } } } }
+        }
+    });
+    if auth {
+        o["security"] = json!([{ "clientSignature": [] }]);
+    }
+    if let Some(r) = request {
+        o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{r}") } } } });
+    }
+    o
+}
+
+fn room_param() -> Value {
+    json!([{ "name": "room", "in": "path", "required": true, "description": "room URI, percent-encoded (mimi://a.example/r/...)", "schema": { "type": "string" } }])
+}
+
+fn b64(desc: &str) -> Value {
+    json!({ "type": "string", "contentEncoding": "base64", "description": desc })
+}
+
+/// The document.
+pub fn spec() -> Value {
+    let with_room = |mut o: Value| {
+        o["parameters"] = room_param();
+        o
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Entente provider client API",
+            "version": "1",
+            "description": "How a device talks to its own provider. Requests marked with clientSignature carry `Authorization: Entente client=\"<client URI>\", ts=\"<unix seconds>\", nonce=\"<1-64 chars>\", sig=\"<base64 Ed25519>\"`, the signature by the client's MLS signature key over `entente-api-v1\\n<METHOD>\\n<path and query>\\n<ts>\\n<nonce>\\n<hex SHA-256 of the body>`. Binary values are base64. MIMI messages (KeyMaterialRequest, UpdateRequest, SubmitMessageRequest, FanoutMessage) are draft-ietf-mimi-protocol-06 encodings."
+        },
+        "paths": {
+            "/v1/provider": { "get": op("This provider's domain and client-certificate issuer key", false, None, "ProviderInfo") },
+            "/v1/providers/{domain}": { "get": {
+                "summary": "Another provider's issuer key, fetched over mutually authenticated TLS",
+                "parameters": [{ "name": "domain", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": op("", false, None, "ProviderInfo")["responses"].clone()
+            } },
+            "/v1/register": { "post": op("Create an account with its first device, or add a device with a link code", false, Some("RegisterRequest"), "RegisterResponse") },
+            "/v1/devices/link-code": { "post": op("A one-time code for adding a device", true, None, "LinkCodeResponse") },
+            "/v1/key-packages": {
+                "get": op("How many KeyPackages the provider holds for this client", true, None, "KeyPackageStatus"),
+                "post": op("Upload single-use KeyPackages and a last-resort one", true, Some("UploadKeyPackages"), "KeyPackageStatus")
+            },
+            "/v1/rooms": { "post": op("Create a room hubbed by this provider", true, None, "CreateRoomResponse") },
+            "/v1/rooms/{room}/key-material": { "post": with_room(op("Claim KeyPackages of a user through the room's hub (MIMI keyMaterial)", true, Some("KeyMaterialCall"), "KeyMaterialResult")) },
+            "/v1/rooms/{room}/update": { "post": with_room(op("Submit a commit with its Welcome (MIMI update)", true, Some("UpdateCall"), "HubAnswer")) },
+            "/v1/rooms/{room}/messages": { "post": with_room(op("Submit an application message (MIMI submitMessage)", true, Some("SubmitCall"), "HubAnswer")) },
+            "/v1/inbox": { "get": {
+                "summary": "Items waiting for this client, oldest first",
+                "security": [{ "clientSignature": [] }],
+                "parameters": [
+                    { "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }
+                ],
+                "responses": op("", true, None, "InboxPage")["responses"].clone()
+            } },
+            "/v1/inbox/ack": { "post": op("Delete inbox items up to a sequence number", true, Some("Ack"), "Ack") },
+            "/v1/inbox/ws": { "get": {
+                "summary": "WebSocket: the provider pushes PushFrame JSON text frames; the client sends Ack frames",
+                "security": [{ "clientSignature": [] }],
+                "parameters": [{ "name": "after", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
+                "responses": { "101": { "description": "switching to WebSocket" } }
+            } }
+        },
+        "components": {
+            "securitySchemes": {
+                "clientSignature": { "type": "apiKey", "in": "header", "name": "Authorization", "description": "Entente request signature; see info.description" }
+            },
+            "schemas": {
+                "ApiError": { "type": "object", "required": ["code", "message"], "properties": {
+                    "code": { "type": "string" }, "message": { "type": "string" }, "retry_after_secs": { "type": "integer" } } },
+                "ProviderInfo": { "type": "object", "required": ["domain", "issuer_key"], "properties": {
+                    "domain": { "type": "string" }, "issuer_key": b64("Ed25519 public key") } },
+                "RegisterRequest": { "type": "object", "required": ["user", "device", "signature_key", "proof"], "properties": {
+                    "user": { "type": "string", "examples": ["alice@a.example"] },
+                    "device": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+                    "signature_key": b64("Ed25519 MLS signature public key"),
+                    "proof": b64("signature over `entente-register-v1\\n<client URI>\\n<base64 key>`"),
+                    "link_code": { "type": "string" } } },
+                "RegisterResponse": { "type": "object", "required": ["client", "certificate"], "properties": {
+                    "client": { "type": "string" }, "certificate": b64("client certificate") } },
+                "LinkCodeResponse": { "type": "object", "required": ["code", "expires_at"], "properties": {
+                    "code": { "type": "string" }, "expires_at": { "type": "integer" } } },
+                "UploadKeyPackages": { "type": "object", "required": ["key_packages"], "properties": {
+                    "key_packages": { "type": "array", "items": b64("KeyPackage") }, "last_resort": b64("KeyPackage with the last_resort extension") } },
+                "KeyPackageStatus": { "type": "object", "required": ["available", "has_last_resort"], "properties": {
+                    "available": { "type": "integer" }, "has_last_resort": { "type": "boolean" } } },
+                "CreateRoomResponse": { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } } },
+                "KeyMaterialCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI KeyMaterialRequest") } },
+                "KeyMaterialResult": { "type": "object", "required": ["response"], "properties": { "response": b64("MIMI KeyMaterialResponse") } },
+                "UpdateCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI UpdateRequest") } },
+                "SubmitCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI SubmitMessageRequest") } },
+                "HubAnswer": { "type": "object", "required": ["response"], "properties": { "response": b64("MIMI UpdateRoomResponse or SubmitMessageResponse") } },
+                "InboxItem": { "type": "object", "required": ["seq", "room", "fanout"], "properties": {
+                    "seq": { "type": "integer" }, "room": { "type": "string" }, "fanout": b64("MIMI FanoutMessage") } },
+                "InboxPage": { "type": "object", "required": ["items"], "properties": { "items": { "type": "array", "items": { "$ref": "#/components/schemas/InboxItem" } } } },
+                "Ack": { "type": "object", "required": ["up_to"], "properties": { "up_to": { "type": "integer" } } }
+            }
+        }
+    })
+}
+
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}
