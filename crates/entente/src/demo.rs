@@ -74,11 +74,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     let room = alice.start_chat(&bob_id).await?;
     println!("    room {room}");
-    let joined = bob.sync().await?;
-    ensure!(
-        joined.iter().any(|e| matches!(e, Event::Joined { .. })),
-        "Bob did not receive the Welcome: {joined:?}"
-    );
+    let joined = sync_until(&mut bob, 1, |e| matches!(e, Event::Joined { .. })).await?;
+    ensure!(!joined.is_empty(), "Bob did not receive the Welcome");
     println!("    Bob joined via the MLS Welcome relayed a.example -> b.example");
 
     step(
@@ -94,8 +91,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .chain(BOB_LINES.iter())
         .copied()
         .collect();
-    let b_report = inspect(&fed.database_path("b.example")?, &all_plaintext)?;
-    let got = bob.sync().await?;
+    let b_db = fed.database_path("b.example")?;
+    wait_for_pending(&b_db, ALICE_LINES.len() as u64).await?;
+    let b_report = inspect(&b_db, &all_plaintext)?;
+    let got = sync_until(&mut bob, ALICE_LINES.len(), |e| matches!(e, Event::Message(_))).await?;
     let bob_saw: Vec<String> = got
         .iter()
         .filter_map(|e| match e {
@@ -112,8 +111,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for line in BOB_LINES {
         bob.send_text(&room, line, false).await?;
     }
-    let a_report = inspect(&fed.database_path("a.example")?, &all_plaintext)?;
-    let got = alice.sync().await?;
+    let a_db = fed.database_path("a.example")?;
+    wait_for_pending(&a_db, BOB_LINES.len() as u64).await?;
+    let a_report = inspect(&a_db, &all_plaintext)?;
+    let got = sync_until(&mut alice, BOB_LINES.len(), |e| matches!(e, Event::Message(_))).await?;
     let alice_saw: Vec<String> = got
         .iter()
         .filter_map(|e| match e {
@@ -170,6 +171,40 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Syncs until `n` events matching `pred` arrived (delivery across providers is
+/// asynchronous), or 10 seconds passed. Returns all events seen.
+async fn sync_until(client: &mut Client, n: usize, pred: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    let mut events = Vec::new();
+    while events.iter().filter(|e| pred(e)).count() < n {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {n} events; got {events:?}");
+        }
+        let got = client.sync().await?;
+        if got.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        events.extend(got);
+    }
+    Ok(events)
+}
+
+/// Waits until a provider's database holds at least `n` pending messages.
+async fn wait_for_pending(db: &Path, n: u64) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let have: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
+        if have as u64 >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} held {have} pending messages after 10 s, expected {n}", db.display());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// What a provider's database held.
