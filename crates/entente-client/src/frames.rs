@@ -308,10 +308,10 @@ fn domains_in(bytes: &[u8]) -> Vec<Domain> {
                 .position(|b| *b == b'/')
                 .map(|p| start + p)
                 .unwrap_or(bytes.len());
-            if let Ok(s) = std::str::from_utf8(&bytes[start..end]) {
-                if let Ok(d) = Domain::parse(s) {
-                    out.push(d);
-                }
+            if let Ok(s) = std::str::from_utf8(&bytes[start..end])
+                && let Ok(d) = Domain::parse(s)
+            {
+                out.push(d);
             }
             i = end;
         } else {

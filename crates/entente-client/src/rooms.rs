@@ -220,21 +220,25 @@ impl Client {
                 )
                 .await?;
             let outcome = frames::parse_update_response(&answer.response)?;
-            let conn = self.db();
-            let provider = MlsProvider::new(&self.crypto, &conn);
-            let mut group = self.load_group_in(&conn, room)?;
-            match outcome {
-                UpdateOutcome::Success { .. } => {
+            // Apply the hub's verdict to our pending commit, under the lock, then
+            // act on it outside the lock.
+            {
+                let conn = self.db();
+                let provider = MlsProvider::new(&self.crypto, &conn);
+                let mut group = self.load_group_in(&conn, room)?;
+                if let UpdateOutcome::Success { .. } = outcome {
                     group
                         .merge_pending_commit(&provider)
                         .map_err(|e| ClientError::Mls(format!("merging our commit: {e}")))?;
-                    return Ok(());
-                }
-                UpdateOutcome::WrongEpoch { current } => {
+                } else {
                     group
                         .clear_pending_commit(provider.storage())
                         .map_err(|e| ClientError::Mls(e.to_string()))?;
-                    drop(conn);
+                }
+            }
+            match outcome {
+                UpdateOutcome::Success { .. } => return Ok(()),
+                UpdateOutcome::WrongEpoch { current } => {
                     tracing::info!(
                         attempt,
                         current,
@@ -243,9 +247,6 @@ impl Client {
                     self.sync().await?;
                 }
                 UpdateOutcome::Refused { reason } => {
-                    group
-                        .clear_pending_commit(provider.storage())
-                        .map_err(|e| ClientError::Mls(e.to_string()))?;
                     return Err(ClientError::Provider {
                         status: 403,
                         code: "not_allowed".into(),

@@ -124,10 +124,10 @@ impl NonceCache {
             seen.retain(|_, t| now.saturating_sub(*t) <= 2 * MAX_CLOCK_SKEW_SECS);
         }
         let key = (client.to_owned(), nonce.to_owned());
-        if let Some(t) = seen.get(&key) {
-            if now.saturating_sub(*t) <= 2 * MAX_CLOCK_SKEW_SECS {
-                return Err(AuthError::Replay);
-            }
+        if let Some(t) = seen.get(&key)
+            && now.saturating_sub(*t) <= 2 * MAX_CLOCK_SKEW_SECS
+        {
+            return Err(AuthError::Replay);
         }
         seen.insert(key, now);
         Ok(())

@@ -76,10 +76,10 @@ impl IntoResponse for Failure {
             retry_after_secs: self.retry_after_secs,
         };
         let mut r = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after_secs {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                r.headers_mut().insert("retry-after", v);
-            }
+        if let Some(s) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert("retry-after", v);
         }
         r
     }

@@ -94,7 +94,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let b_db = fed.database_path("b.example")?;
     wait_for_pending(&b_db, ALICE_LINES.len() as u64).await?;
     let b_report = inspect(&b_db, &all_plaintext)?;
-    let got = sync_until(&mut bob, ALICE_LINES.len(), |e| matches!(e, Event::Message(_))).await?;
+    let got = sync_until(&mut bob, ALICE_LINES.len(), |e| {
+        matches!(e, Event::Message(_))
+    })
+    .await?;
     let bob_saw: Vec<String> = got
         .iter()
         .filter_map(|e| match e {
@@ -114,7 +117,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let a_db = fed.database_path("a.example")?;
     wait_for_pending(&a_db, BOB_LINES.len() as u64).await?;
     let a_report = inspect(&a_db, &all_plaintext)?;
-    let got = sync_until(&mut alice, BOB_LINES.len(), |e| matches!(e, Event::Message(_))).await?;
+    let got = sync_until(&mut alice, BOB_LINES.len(), |e| {
+        matches!(e, Event::Message(_))
+    })
+    .await?;
     let alice_saw: Vec<String> = got
         .iter()
         .filter_map(|e| match e {
@@ -175,7 +181,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
 /// Syncs until `n` events matching `pred` arrived (delivery across providers is
 /// asynchronous), or 10 seconds passed. Returns all events seen.
-async fn sync_until(client: &mut Client, n: usize, pred: impl Fn(&Event) -> bool) -> Result<Vec<Event>> {
+async fn sync_until(
+    client: &mut Client,
+    n: usize,
+    pred: impl Fn(&Event) -> bool,
+) -> Result<Vec<Event>> {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     let mut events = Vec::new();
     while events.iter().filter(|e| pred(e)).count() < n {
@@ -195,13 +205,17 @@ async fn sync_until(client: &mut Client, n: usize, pred: impl Fn(&Event) -> bool
 async fn wait_for_pending(db: &Path, n: u64) -> Result<()> {
     let deadline = Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         let have: i64 = conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?;
         if have as u64 >= n {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("{} held {have} pending messages after 10 s, expected {n}", db.display());
+            bail!(
+                "{} held {have} pending messages after 10 s, expected {n}",
+                db.display()
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -81,10 +81,10 @@ pub async fn run(a: LoadArgs) -> Result<()> {
                     if let Event::Message(m) = e {
                         pending.push((m.text.clone().unwrap_or_default(), Instant::now()));
                         got += 1;
-                        if got >= per_pair {
-                            if let Some(t) = tx.take() {
-                                let _ = t.send(());
-                            }
+                        if got >= per_pair
+                            && let Some(t) = tx.take()
+                        {
+                            let _ = t.send(());
                         }
                     }
                 },
