@@ -18,7 +18,7 @@ use crate::federation::client::FedError;
 use crate::state::{AppState, now_secs};
 use crate::store::OutboundRecord;
 
-const PER_DOMAIN: u32 = 64;
+const PER_DOMAIN: u32 = 256;
 const MAX_BACKOFF_SECS: u64 = 300;
 
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
@@ -55,51 +55,66 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Sends one peer's due requests in order, stopping at the first that fails.
+/// Largest notify body we build by concatenating FanoutMessages.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Sends one peer's due requests. Requests for the same room and endpoint are sent
+/// in order, consecutive ones concatenated into one request (MIMI-06 allows several
+/// FanoutMessages in one notify); different rooms go in parallel. A room's requests
+/// stop at the first failure, which is retried with backoff.
 async fn send_in_order(state: AppState, records: Vec<OutboundRecord>) {
+    let mut by_room: BTreeMap<(String, String), Vec<OutboundRecord>> = BTreeMap::new();
     for r in records {
-        let Ok(domain) = Domain::parse(&r.domain) else {
-            tracing::error!(domain = %r.domain, "dropping outbound request to invalid domain");
-            let id = r.id;
-            let _ = state.db(move |s| s.outbound_done(id)).await;
-            continue;
-        };
-        match state
-            .federation
-            .post(&domain, &r.endpoint, &r.room, r.body.clone())
-            .await
-        {
-            Ok(_) => {
-                let id = r.id;
-                if state.db(move |s| s.outbound_done(id)).await.is_err() {
-                    return;
-                }
-            }
+        by_room.entry((r.room.clone(), r.endpoint.clone())).or_default().push(r);
+    }
+    let sends = by_room
+        .into_values()
+        .map(|records| send_room(state.clone(), records));
+    futures::future::join_all(sends).await;
+}
+
+async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
+    let Some(first) = records.first() else { return };
+    let Ok(domain) = Domain::parse(&first.domain) else {
+        tracing::error!(domain = %first.domain, "dropping outbound requests to an invalid domain");
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let _ = state.db(move |s| s.outbound_done_all(&ids)).await;
+        return;
+    };
+    let batchable = first.endpoint == "notify";
+    let mut i = 0;
+    while i < records.len() {
+        // Take as many consecutive requests as fit in one body.
+        let mut body = records[i].body.clone();
+        let mut j = i + 1;
+        while batchable && j < records.len() && body.len() + records[j].body.len() <= MAX_BATCH_BYTES {
+            body.extend_from_slice(&records[j].body);
+            j += 1;
+        }
+        let chunk = &records[i..j];
+        let head = &records[i];
+        match state.federation.post(&domain, &head.endpoint, &head.room, body).await {
+            Ok(_) => {}
             Err(FedError::Refused { status, reason, .. }) => {
-                tracing::warn!(peer = %r.domain, endpoint = %r.endpoint, status, %reason,
-                    "peer refused a federation request; dropping it");
-                let id = r.id;
-                if state.db(move |s| s.outbound_done(id)).await.is_err() {
-                    return;
-                }
+                tracing::warn!(peer = %head.domain, endpoint = %head.endpoint, status, %reason,
+                    requests = chunk.len(), "peer refused a federation request; dropping it");
             }
-            Err(FedError::Unreachable {
-                reason,
-                retry_after,
-                ..
-            }) => {
-                let attempts = r.attempts.saturating_add(1);
+            Err(FedError::Unreachable { reason, retry_after, .. }) => {
+                let attempts = head.attempts.saturating_add(1);
                 let backoff = retry_after
                     .unwrap_or_else(|| 1u64 << attempts.min(9))
                     .min(MAX_BACKOFF_SECS);
-                tracing::info!(peer = %r.domain, attempts, backoff, %reason, "peer unreachable; will retry");
-                let (id, next) = (r.id, now_secs() + backoff);
-                let _ = state
-                    .db(move |s| s.outbound_retry(id, next, attempts))
-                    .await;
+                tracing::info!(peer = %head.domain, attempts, backoff, %reason, "peer unreachable; will retry");
+                let (id, next) = (head.id, now_secs() + backoff);
+                let _ = state.db(move |s| s.outbound_retry(id, next, attempts)).await;
                 return;
             }
         }
+        let ids: Vec<u64> = chunk.iter().map(|r| r.id).collect();
+        if state.db(move |s| s.outbound_done_all(&ids)).await.is_err() {
+            return;
+        }
+        i = j;
     }
 }
 

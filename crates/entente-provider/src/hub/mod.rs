@@ -406,7 +406,7 @@ pub async fn receive_notify(
     let items = wire::parse_fanout_batch(body, room).map_err(Failure::bad_request)?;
     let r = room.to_string();
     let members = state.db(move |s| s.room_clients(&r)).await?;
-    let mut woken = Vec::new();
+    let mut batches = Vec::with_capacity(items.len());
     for item in items {
         let mut batch = Batch {
             dedup: Some(Dedup {
@@ -458,7 +458,12 @@ pub async fn receive_notify(
                 });
             }
         }
-        if let BatchOutcome::Applied { woken: w } = state.db(move |s| s.apply(batch)).await? {
+        batches.push(batch);
+    }
+    // One durable transaction for the whole request: the 201 means all of it.
+    let mut woken = Vec::new();
+    for outcome in state.db(move |s| s.apply_all(batches)).await? {
+        if let BatchOutcome::Applied { woken: w } = outcome {
             woken.extend(w);
         }
     }

@@ -209,6 +209,13 @@ pub trait Store: Send + Sync + 'static {
 
     fn apply(&self, batch: Batch) -> Result<BatchOutcome>;
 
+    /// Applies several batches in order, in one transaction: each batch's checks
+    /// see the effects of the ones before it. All or nothing: an error in any
+    /// batch applies none of them. (Outcomes like `Duplicate` are not errors.)
+    fn apply_all(&self, batches: Vec<Batch>) -> Result<Vec<BatchOutcome>> {
+        batches.into_iter().map(|b| self.apply(b)).collect()
+    }
+
     // --- inboxes ---
 
     /// Items with `seq > after`, oldest first, at most `limit`.
@@ -224,6 +231,16 @@ pub trait Store: Send + Sync + 'static {
     /// is never sent before an earlier one succeeded.
     fn due_outbound(&self, now: u64, per_domain: u32) -> Result<Vec<OutboundRecord>>;
     fn outbound_done(&self, id: u64) -> Result<()>;
+    /// Marks several requests done in one transaction; unknown ids are ignored.
+    fn outbound_done_all(&self, ids: &[u64]) -> Result<()> {
+        for id in ids {
+            match self.outbound_done(*id) {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
     fn outbound_retry(&self, id: u64, next_attempt_at: u64, attempts: u32) -> Result<()>;
     /// Earliest `next_attempt_at` of any pending request.
     fn next_outbound_at(&self) -> Result<Option<u64>>;

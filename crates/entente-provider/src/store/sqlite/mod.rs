@@ -42,7 +42,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use super::{
     Batch, BatchOutcome, ClientRecord, InboxRecord, KeyPackageRoute, OutboundRecord, Result,
-    RoomRecord, Store, Uri,
+    RoomRecord, Store, StoreError, Uri,
 };
 
 /// Read connections kept open at most; more concurrent readers wait for one.
@@ -171,6 +171,25 @@ impl Store for SqliteStore {
 
     fn apply(&self, batch: Batch) -> Result<BatchOutcome> {
         self.writer.write(move |conn| rooms::apply(conn, &batch))
+    }
+
+    fn apply_all(&self, batches: Vec<Batch>) -> Result<Vec<BatchOutcome>> {
+        // One writer operation: its savepoint makes the whole list all or nothing.
+        self.writer
+            .write(move |conn| batches.iter().map(|b| rooms::apply(conn, b)).collect())
+    }
+
+    fn outbound_done_all(&self, ids: &[u64]) -> Result<()> {
+        let ids = ids.to_vec();
+        self.writer.write(move |conn| {
+            for id in ids {
+                match queues::outbound_done(conn, id) {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
     }
 
     fn inbox(&self, client: &Uri, after: u64, limit: u32) -> Result<Vec<InboxRecord>> {
