@@ -272,21 +272,21 @@ pub fn parse_fanout(bytes: &[u8]) -> Result<Fanout, ClientError> {
     })
 }
 
-/// Domains whose issuer keys are needed to verify the credentials in a fanout
-/// (a Welcome's tree lists every member; other messages come from known members,
-/// or add members whose domain we learn only while processing, so all providers
-/// named in the room id are prefetched by the caller as well).
+/// Domains whose issuer keys are needed to verify the credentials in a fanout: a
+/// Welcome's tree lists every member; a commit (a PublicMessage) carries the
+/// KeyPackages of the members it adds, possibly of providers we have not met yet;
+/// application messages (PrivateMessages) come from known members.
 pub fn credential_domains(f: &Fanout) -> Vec<Domain> {
     let mut out = Vec::new();
-    match &f.body {
-        FanoutBody::Welcome { ratchet_tree, .. } => {
-            // A RatchetTreeIn cannot be inspected without validation; encode it and
-            // look for certificates' client URIs.
-            if let Ok(bytes) = ratchet_tree.tls_serialize_detached() {
-                out.extend(domains_in(&bytes));
-            }
-        }
-        FanoutBody::Protocol(_) => {}
+    // Neither a RatchetTreeIn nor a PublicMessageIn can be inspected without
+    // validation; encode it and look for certificates' client URIs.
+    let encoded = match &f.body {
+        FanoutBody::Welcome { ratchet_tree, .. } => ratchet_tree.tls_serialize_detached(),
+        FanoutBody::Protocol(ProtocolMessage::PublicMessage(m)) => m.tls_serialize_detached(),
+        FanoutBody::Protocol(ProtocolMessage::PrivateMessage(_)) => Ok(Vec::new()),
+    };
+    if let Ok(bytes) = encoded {
+        out.extend(domains_in(&bytes));
     }
     out.sort();
     out.dedup();

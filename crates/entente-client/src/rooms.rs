@@ -153,20 +153,27 @@ impl Client {
         Ok(room)
     }
 
-    /// Adds every device of `user` (and any of our own devices not yet in the room)
-    /// to `room`, with KeyPackages claimed through the room's hub.
+    /// Adds every device of `user` that is not yet in `room` (and any of our own
+    /// devices not yet in it), with KeyPackages claimed through the room's hub.
     pub async fn invite(&mut self, room: &RoomId, user: &UserId) -> Result<(), ClientError> {
         self.require_room(room)?;
-        let mut kps = self.claim_key_packages(room, user).await?;
+        // Devices already in the group (this one included, when inviting our own
+        // user) cannot be added again: MLS refuses a duplicate signature key.
+        let members = self.member_clients(room)?;
+        let mut kps = Vec::new();
+        for kp in self.claim_key_packages(room, user).await? {
+            if !members.contains(&kp_client(&kp)?) {
+                kps.push(kp);
+            }
+        }
         if kps.is_empty() {
             return Err(ClientError::Usage(format!(
-                "{} has no device that can be added right now (no KeyPackages)",
+                "{} has no device that can be added right now (all are in the room already, or have no KeyPackages)",
                 user.handle()
             )));
         }
         let own = self.id.user().clone();
         if &own != user {
-            let members = self.member_clients(room)?;
             for kp in self
                 .claim_key_packages(room, &own)
                 .await
@@ -492,8 +499,8 @@ impl Client {
         call: SubmitCall,
     ) -> Result<HubAnswer, ClientError> {
         let mut delay = Duration::from_millis(200);
-        let mut last = None;
-        for _ in 0..4 {
+        let mut attempts_left = 4;
+        loop {
             match self
                 .signed(
                     reqwest::Method::POST,
@@ -502,16 +509,15 @@ impl Client {
                 )
                 .await
             {
-                Ok(a) => return Ok(a),
-                Err(e) if e.is_transient() => {
-                    last = Some(e);
+                // Wait only if another attempt follows: after the last one, report.
+                Err(e) if e.is_transient() && attempts_left > 1 => {
+                    attempts_left -= 1;
                     tokio::time::sleep(delay).await;
                     delay *= 3;
                 }
-                Err(e) => return Err(e),
+                result => return result,
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::Bug("retry loop".into())))
     }
 
     /// A room's history, oldest first, at most `limit` entries (the latest).

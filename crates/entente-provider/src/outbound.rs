@@ -65,7 +65,10 @@ const MAX_BATCH_BYTES: usize = 512 * 1024;
 async fn send_in_order(state: AppState, records: Vec<OutboundRecord>) {
     let mut by_room: BTreeMap<(String, String), Vec<OutboundRecord>> = BTreeMap::new();
     for r in records {
-        by_room.entry((r.room.clone(), r.endpoint.clone())).or_default().push(r);
+        by_room
+            .entry((r.room.clone(), r.endpoint.clone()))
+            .or_default()
+            .push(r);
     }
     let sends = by_room
         .into_values()
@@ -87,26 +90,39 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
         // Take as many consecutive requests as fit in one body.
         let mut body = records[i].body.clone();
         let mut j = i + 1;
-        while batchable && j < records.len() && body.len() + records[j].body.len() <= MAX_BATCH_BYTES {
+        while batchable
+            && j < records.len()
+            && body.len() + records[j].body.len() <= MAX_BATCH_BYTES
+        {
             body.extend_from_slice(&records[j].body);
             j += 1;
         }
         let chunk = &records[i..j];
         let head = &records[i];
-        match state.federation.post(&domain, &head.endpoint, &head.room, body).await {
+        match state
+            .federation
+            .post(&domain, &head.endpoint, &head.room, body)
+            .await
+        {
             Ok(_) => {}
             Err(FedError::Refused { status, reason, .. }) => {
                 tracing::warn!(peer = %head.domain, endpoint = %head.endpoint, status, %reason,
                     requests = chunk.len(), "peer refused a federation request; dropping it");
             }
-            Err(FedError::Unreachable { reason, retry_after, .. }) => {
+            Err(FedError::Unreachable {
+                reason,
+                retry_after,
+                ..
+            }) => {
                 let attempts = head.attempts.saturating_add(1);
                 let backoff = retry_after
                     .unwrap_or_else(|| 1u64 << attempts.min(9))
                     .min(MAX_BACKOFF_SECS);
                 tracing::info!(peer = %head.domain, attempts, backoff, %reason, "peer unreachable; will retry");
                 let (id, next) = (head.id, now_secs() + backoff);
-                let _ = state.db(move |s| s.outbound_retry(id, next, attempts)).await;
+                let _ = state
+                    .db(move |s| s.outbound_retry(id, next, attempts))
+                    .await;
                 return;
             }
         }

@@ -99,6 +99,9 @@ pub struct ProviderHandle {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    /// The outbound worker and maintenance tasks. Aborting `task` only detaches
+    /// them, so a kill aborts them too.
+    background: [tokio::task::AbortHandle; 2],
 }
 
 impl ProviderHandle {
@@ -113,6 +116,11 @@ impl ProviderHandle {
     /// Stops abruptly, like a crash: no graceful drain (storage is still closed by
     /// dropping it, but anything not yet committed is lost, as in a real crash).
     pub fn kill(self) {
+        // A crashed provider sends nothing more: not even the federation request
+        // its outbound worker is in the middle of.
+        for t in &self.background {
+            t.abort();
+        }
         self.task.abort();
     }
 }
@@ -204,6 +212,7 @@ impl Provider {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(crate::outbound::run(state.clone(), stop_rx.clone()));
         let maint = tokio::spawn(crate::outbound::maintenance(state.clone(), stop_rx));
+        let background = [worker.abort_handle(), maint.abort_handle()];
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
@@ -221,6 +230,7 @@ impl Provider {
             state,
             shutdown: Some(tx),
             task,
+            background,
         })
     }
 }

@@ -106,7 +106,9 @@ async fn offline_recipient_catches_up_in_order_exactly_once() -> Result<()> {
     let bob_client = bob.id().to_string();
     drop(bob);
 
-    let texts: Vec<String> = (1..=12).map(|i| format!("while you were away #{i}")).collect();
+    let texts: Vec<String> = (1..=12)
+        .map(|i| format!("while you were away #{i}"))
+        .collect();
     let sent = send_all(&mut alice, &room, &texts).await?;
     // Everything has reached b.example and waits there for the closed device.
     wait_outbound_empty(&fed, "a.example").await?;
@@ -117,7 +119,7 @@ async fn offline_recipient_catches_up_in_order_exactly_once() -> Result<()> {
         sent.len()
     );
 
-    let mut bob = Client::open(fed.client_options("b.example", "bob")?).await?;
+    let mut bob = Client::open(fed.client_options("b.example", "bob-phone")?).await?;
     ensure!(
         bob.rooms()?.iter().any(|r| r.room == room),
         "the reopened device lost the room"
@@ -188,7 +190,13 @@ async fn hub_crash_keeps_its_outbound_queue() -> Result<()> {
     fed.stop("b.example").await?;
     let queued = send_all(&mut alice, &room, &["q1", "q2", "q3"]).await?;
     // The hub has tried b.example and failed: its next retry is due in 2 s.
-    wait_db(&fed, "a.example", "SELECT COALESCE(MAX(attempts), 0) FROM outbound", |n| n >= 1).await?;
+    wait_db(
+        &fed,
+        "a.example",
+        "SELECT COALESCE(MAX(attempts), 0) FROM outbound",
+        |n| n >= 1,
+    )
+    .await?;
     let tried = Instant::now();
     fed.kill("a.example").await?;
     let pending = db_count(&fed, "a.example", "SELECT COUNT(*) FROM outbound")?;
@@ -202,7 +210,10 @@ async fn hub_crash_keeps_its_outbound_queue() -> Result<()> {
     fed.restart("b.example").await?;
     while tried.elapsed() < Duration::from_secs(4) {
         let got = bob.sync().await?;
-        ensure!(got.is_empty(), "Bob received {got:?} while the hub was down");
+        ensure!(
+            got.is_empty(),
+            "Bob received {got:?} while the hub was down"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -249,7 +260,14 @@ async fn sending_while_hub_is_down_fails_transiently() -> Result<()> {
     );
     // b.example is up and says why: the hub is unavailable, retry later.
     ensure!(
-        matches!(&err, ClientError::Provider { status: 503, retry_after_secs: Some(_), .. }),
+        matches!(
+            &err,
+            ClientError::Provider {
+                status: 503,
+                retry_after_secs: Some(_),
+                ..
+            }
+        ),
         "unexpected error: {err:?}"
     );
     fed.restart("a.example").await?;
@@ -303,7 +321,7 @@ async fn device_restart_before_ack_reaches_provider() -> Result<()> {
         first.len()
     );
 
-    let mut bob = Client::open(fed.client_options("b.example", "bob")?).await?;
+    let mut bob = Client::open(fed.client_options("b.example", "bob-phone")?).await?;
     let replayed = bob.sync().await?;
     ensure!(
         replayed.is_empty(),
@@ -338,7 +356,13 @@ async fn peer_down_for_a_while_then_back() -> Result<()> {
     fed.stop("b.example").await?;
     let early = send_all(&mut alice, &room, &["d1", "d2", "d3", "d4"]).await?;
     // Two failed attempts: the first and the one after the first backoff.
-    wait_db(&fed, "a.example", "SELECT COALESCE(MAX(attempts), 0) FROM outbound", |n| n >= 2).await?;
+    wait_db(
+        &fed,
+        "a.example",
+        "SELECT COALESCE(MAX(attempts), 0) FROM outbound",
+        |n| n >= 2,
+    )
+    .await?;
     let late = send_all(&mut alice, &room, &["d5"]).await?;
     fed.restart("b.example").await?;
 
@@ -526,7 +550,11 @@ async fn three_providers_one_room() -> Result<()> {
     check_history(
         &carol.history(&room, 100)?,
         &room,
-        &[(&from_alice, false), (&from_bob, false), (&from_carol, true)],
+        &[
+            (&from_alice, false),
+            (&from_bob, false),
+            (&from_carol, true),
+        ],
     )?;
 
     assert_quiescent(&fed, &mut [&mut alice, &mut bob, &mut carol]).await?;
@@ -575,7 +603,11 @@ async fn link_device(
 }
 
 /// Sends each text in turn; each is accepted by the hub before the next is sent.
-async fn send_all(client: &mut Client, room: &RoomId, texts: &[impl AsRef<str>]) -> Result<Vec<Sent>> {
+async fn send_all(
+    client: &mut Client,
+    room: &RoomId,
+    texts: &[impl AsRef<str>],
+) -> Result<Vec<Sent>> {
     let mut sent = Vec::new();
     for t in texts {
         let text = t.as_ref().to_owned();
@@ -658,7 +690,8 @@ async fn receive(client: &mut Client, n: usize) -> Result<Vec<HistoryEntry>> {
 
 /// `got` is exactly `sent`, in order, as received from someone else.
 fn check_received(got: &[HistoryEntry], room: &RoomId, sent: &[Sent]) -> Result<()> {
-    let texts = |g: &[HistoryEntry]| -> Vec<Option<String>> { g.iter().map(|e| e.text.clone()).collect() };
+    let texts =
+        |g: &[HistoryEntry]| -> Vec<Option<String>> { g.iter().map(|e| e.text.clone()).collect() };
     ensure!(
         got.len() == sent.len(),
         "received {:?}, expected {:?}",
@@ -666,15 +699,18 @@ fn check_received(got: &[HistoryEntry], room: &RoomId, sent: &[Sent]) -> Result<
         sent.iter().map(|s| &s.text).collect::<Vec<_>>()
     );
     for (g, s) in got.iter().zip(sent) {
-        check_entry(g, room, s, false)
-            .with_context(|| format!("received {:?}", texts(got)))?;
+        check_entry(g, room, s, false).with_context(|| format!("received {:?}", texts(got)))?;
     }
     Ok(())
 }
 
 /// A room's history is exactly these runs of messages, in this order, each run
 /// outgoing (sent by this device) or not.
-fn check_history(history: &[HistoryEntry], room: &RoomId, runs: &[(&Vec<Sent>, bool)]) -> Result<()> {
+fn check_history(
+    history: &[HistoryEntry],
+    room: &RoomId,
+    runs: &[(&Vec<Sent>, bool)],
+) -> Result<()> {
     let expected: Vec<(&Sent, bool)> = runs
         .iter()
         .flat_map(|(run, outgoing)| run.iter().map(move |s| (s, *outgoing)))
@@ -747,7 +783,12 @@ async fn wait_outbound_empty(fed: &Federation, domain: &str) -> Result<()> {
 }
 
 /// Polls a provider's database until `query` (one integer) satisfies `ok`.
-async fn wait_db(fed: &Federation, domain: &str, query: &str, ok: impl Fn(i64) -> bool) -> Result<()> {
+async fn wait_db(
+    fed: &Federation,
+    domain: &str,
+    query: &str,
+    ok: impl Fn(i64) -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let n = db_count(fed, domain, query)?;
