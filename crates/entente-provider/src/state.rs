@@ -207,6 +207,10 @@ impl Provider {
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 state.config.limits.max_body_bytes,
             ))
+            .layer(axum::middleware::map_response_with_state(
+                state.config.limits.max_body_bytes,
+                body_limit_as_json,
+            ))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let (tx, rx) = oneshot::channel::<()>();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -233,6 +237,26 @@ impl Provider {
             background,
         })
     }
+}
+
+/// The body-limit layer (and axum's body extractors) answer 413 in plain text; give
+/// clients and peers our JSON error, which says what the limit is.
+async fn body_limit_as_json(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != axum::http::StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    axum::response::IntoResponse::into_response(Failure::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("request body exceeds {limit} bytes, the most this provider accepts"),
+    ))
 }
 
 fn load_or_create_issuer(config: &Config, domain: &Domain) -> Result<IssuerKey, StartError> {
