@@ -78,6 +78,18 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Runs blocking local work (SQLite transactions that fsync, MLS group state
+/// loads) without stalling the async runtime: on a multi-threaded tokio runtime the
+/// worker hands its other tasks off first; elsewhere it runs inline.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -427,7 +427,7 @@ impl Client {
         for attempt in 0..EPOCH_RETRIES {
             // Encrypting advances the ratchet: the MLS state, the history row and the
             // outbox row commit together.
-            let request = {
+            let request = crate::blocking(|| {
                 let conn = self.db();
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
                 let r = (|| {
@@ -449,14 +449,14 @@ impl Client {
                 match r {
                     Ok(req) => {
                         conn.execute_batch("COMMIT").map_err(storage)?;
-                        req
+                        Ok(req)
                     }
                     Err(e) => {
                         let _ = conn.execute_batch("ROLLBACK");
-                        return Err(e);
+                        Err(e)
                     }
                 }
-            };
+            })?;
             let answer: HubAnswer = self.submit_with_retry(room, SubmitCall { request }).await?;
             match frames::parse_submit_response(&answer.response)? {
                 SubmitOutcome::Accepted { timestamp_ms } => {
@@ -673,32 +673,34 @@ impl Client {
                 let _ = self.issuer_key(&domain).await;
             }
         }
-        let conn = self.db();
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-        let result = match parsed {
-            Ok(f) => self.apply_fanout(&conn, &item.room, f),
-            Err(e) => Err(e),
-        };
-        let event = match result {
-            Ok(ev) => ev,
-            Err(e) => {
-                // Undo whatever was applied, then record the item as handled.
+        crate::blocking(|| {
+            let conn = self.db();
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+            let result = match parsed {
+                Ok(f) => self.apply_fanout(&conn, &item.room, f),
+                Err(e) => Err(e),
+            };
+            let event = match result {
+                Ok(ev) => ev,
+                Err(e) => {
+                    // Undo whatever was applied, then record the item as handled.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+                    tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
+                    Some(Event::Rejected {
+                        room: item.room.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            let done = crate::store::set_setting(&conn, "inbox_cursor", &item.seq.to_string())
+                .and_then(|_| conn.execute_batch("COMMIT").map_err(storage));
+            if let Err(e) = done {
                 let _ = conn.execute_batch("ROLLBACK");
-                conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-                tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
-                Some(Event::Rejected {
-                    room: item.room.clone(),
-                    reason: e.to_string(),
-                })
+                return Err(e);
             }
-        };
-        let done = crate::store::set_setting(&conn, "inbox_cursor", &item.seq.to_string())
-            .and_then(|_| conn.execute_batch("COMMIT").map_err(storage));
-        if let Err(e) = done {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-        Ok(event)
+            Ok(event)
+        })
     }
 
     /// Applies one fanout message inside the caller's transaction. Synchronous: all

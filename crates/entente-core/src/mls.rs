@@ -25,12 +25,17 @@ pub enum MlsCheckError {
     InvalidKeyPackage(String),
     #[error("KeyPackage uses ciphersuite {0:?}; this provider accepts only {CIPHERSUITE:?}")]
     WrongCiphersuite(Ciphersuite),
-    #[error("KeyPackage credential is not an Entente certificate: {0}")]
+    #[error("credential is not a valid Entente certificate: {0}")]
     Credential(#[from] CertificateError),
     #[error("KeyPackage is for {found}, but was uploaded by {expected}")]
     WrongClient { expected: String, found: String },
-    #[error("KeyPackage signature key differs from the key certified for {client}")]
+    #[error("signature key differs from the key certified for {client}")]
     KeyMismatch { client: String },
+    #[error(
+        "KeyPackage carries a certificate for {client} other than the one its provider \
+         issued; make KeyPackages with the current certificate"
+    )]
+    CertificateMismatch { client: String },
     #[error("signature does not verify")]
     BadSignature,
     #[error("internal error: {0}")]
@@ -93,9 +98,12 @@ pub fn validate_key_package(
             found: cert.claimed_client().to_string(),
         });
     }
-    if leaf.credential().serialized_content() != credential_for(client).serialized_content()
-        || leaf.signature_key().as_slice() != client.signature_key()
-    {
+    if leaf.credential().serialized_content() != credential_for(client).serialized_content() {
+        return Err(MlsCheckError::CertificateMismatch {
+            client: client.client().to_string(),
+        });
+    }
+    if leaf.signature_key().as_slice() != client.signature_key() {
         return Err(MlsCheckError::KeyMismatch {
             client: client.client().to_string(),
         });

@@ -24,7 +24,10 @@ pub enum AuthError {
     Skew(i64),
     #[error("unknown client {0}; register it first")]
     UnknownClient(String),
-    #[error("signature does not verify for {0}")]
+    #[error(
+        "signature does not verify for {0}; sign the method, path and query, timestamp, \
+         nonce and body hash with the key registered for this client"
+    )]
     BadSignature(String),
     #[error("nonce was already used; do not replay requests")]
     Replay,

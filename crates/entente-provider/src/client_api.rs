@@ -21,7 +21,7 @@ use openmls::prelude::KeyPackageIn;
 use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tls_codec::DeserializeBytes;
+use tls_codec::Deserialize as _;
 
 use crate::auth;
 use crate::error::Failure;
@@ -295,7 +295,10 @@ async fn upload_key_packages(
     let req: UploadKeyPackages = a.json()?;
     let cert = a.certificate(&state)?;
     let parse = |bytes: &[u8]| -> Result<(Vec<u8>, Vec<u8>, bool), Failure> {
-        let (kp, rest) = KeyPackageIn::tls_deserialize_bytes(bytes)
+        // The reader-based decoder: tls_codec 0.5's `*Bytes` decoders panic (a debug
+        // assertion) on truncated input.
+        let mut rest = bytes;
+        let kp = KeyPackageIn::tls_deserialize(&mut rest)
             .map_err(|e| Failure::bad_request(format!("KeyPackage does not decode: {e}")))?;
         if !rest.is_empty() {
             return Err(Failure::bad_request("KeyPackage has trailing bytes"));

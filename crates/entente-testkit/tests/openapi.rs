@@ -41,7 +41,10 @@ async fn openapi_document_lists_every_route() {
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
         let name = r.split('"').next().unwrap();
-        assert!(doc["components"]["schemas"].get(name).is_some(), "dangling $ref {name}");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
     }
     fed.shutdown().await;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Args;
-use entente_client::{Client, Event};
+use entente_client::{Client, ClientOptions, Event};
 use entente_testkit::Federation;
 use entente_wire::ids::UserId;
 use hdrhistogram::Histogram;
@@ -33,7 +33,34 @@ pub async fn run(a: LoadArgs) -> Result<()> {
         a.pairs > 0 && a.messages >= a.pairs,
         "need at least one message per pair"
     );
-    let fed = Federation::start(&["a.example", "b.example"]).await?;
+    // The providers get a runtime (and threads) of their own, so the clients' work
+    // in this process does not run on the providers' executor.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let providers = std::thread::spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("provider")
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let fed = Federation::start(&["a.example", "b.example"]).await?;
+            let opts = (
+                fed.root().to_owned(),
+                fed.endpoint("a.example")?,
+                fed.endpoint("b.example")?,
+            );
+            let _ = ready_tx.send(opts);
+            let _ = stop_rx.await;
+            fed.shutdown().await;
+            Ok(())
+        })
+    });
+    let (root, ep_a, ep_b) = ready_rx.await.context("the providers did not start")?;
+    let options = |ep: &entente_client::Endpoint, name: &str| ClientOptions {
+        data_dir: root.join("clients").join(name),
+        endpoint: ep.clone(),
+    };
     let per_pair = a.messages / a.pairs;
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
@@ -41,20 +68,8 @@ pub async fn run(a: LoadArgs) -> Result<()> {
     for i in 0..a.pairs {
         let s_id: UserId = format!("sender{i}@a.example").parse()?;
         let r_id: UserId = format!("receiver{i}@b.example").parse()?;
-        let mut s = Client::register(
-            fed.client_options("a.example", &format!("s{i}"))?,
-            &s_id,
-            "d",
-            None,
-        )
-        .await?;
-        let mut r = Client::register(
-            fed.client_options("b.example", &format!("r{i}"))?,
-            &r_id,
-            "d",
-            None,
-        )
-        .await?;
+        let mut s = Client::register(options(&ep_a, &format!("s{i}")), &s_id, "d", None).await?;
+        let mut r = Client::register(options(&ep_b, &format!("r{i}")), &r_id, "d", None).await?;
         let room = s.start_chat(&r_id).await?;
         r.sync().await?;
         senders.push((s, room));
@@ -158,11 +173,14 @@ pub async fn run(a: LoadArgs) -> Result<()> {
             ms(accept.value_at_quantile(0.99))
         );
     }
+    let _ = stop_tx.send(());
+    providers
+        .join()
+        .map_err(|_| anyhow::anyhow!("the provider thread panicked"))??;
     ensure!(
         received == per_pair * a.pairs,
         "lost messages: {received} of {}",
         per_pair * a.pairs
     );
-    fed.shutdown().await;
     Ok(())
 }
