@@ -1,5 +1,12 @@
 //! The provider serves an OpenAPI document that describes every client API route.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use entente_testkit::Federation;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

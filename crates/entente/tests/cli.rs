@@ -1,6 +1,13 @@
 //! The `entente` binary, driven as a person would: the demo, and a local
 //! federation set up and used entirely through the CLI.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test fails by panicking"
+)]
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
