@@ -109,6 +109,7 @@ pub fn open(path: &Path) -> Result<Connection, ClientError> {
         .map_err(storage)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(storage)?;
+    conn.set_prepared_statement_cache_capacity(128);
     {
         let mut mls: SqliteStorageProvider<JsonCodec, &mut Connection> =
             SqliteStorageProvider::new(&mut conn);
