@@ -153,15 +153,8 @@ CREATE INDEX echo_marks_by_age ON echo_marks (created_at);
 
 /// Opens (creating if needed) the database for the writer, configures it for
 /// durability and brings the schema up to date.
-/// Compiled statements kept per connection.
-const STATEMENT_CACHE: usize = 128;
-
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path).context("opening the database")?;
-    // Every statement the store runs stays compiled: rusqlite's default cache (16)
-    // is smaller than our set of statements, and re-parsing SQL cost a tenth of
-    // the provider's CPU under load.
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     configure(&conn)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
@@ -193,7 +186,6 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).context("opening a read connection")?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     configure(&conn)?;
     Ok(conn)
 }
