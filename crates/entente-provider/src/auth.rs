@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use entente_wire::api::{AUTH_SCHEME, MAX_CLOCK_SKEW_SECS, b64, signed_request_message};
+use entente_wire::api::{MAX_CLOCK_SKEW_SECS, signed_request_message};
 use sha2::{Digest, Sha256};
 
 /// Why a request was not authenticated. Shown to the client.
@@ -33,56 +33,11 @@ pub enum AuthError {
     Replay,
 }
 
-/// Parsed header fields.
-#[derive(Debug, PartialEq, Eq)]
-pub struct AuthHeader {
-    pub client: String,
-    pub timestamp: u64,
-    pub nonce: String,
-    pub signature: Vec<u8>,
-}
+pub use entente_wire::api::AuthHeader;
 
 /// Parses `Entente client="..", ts="..", nonce="..", sig=".."`.
 pub fn parse_header(value: &str) -> Result<AuthHeader, AuthError> {
-    let rest = value
-        .strip_prefix(AUTH_SCHEME)
-        .and_then(|r| r.strip_prefix(' '))
-        .ok_or(AuthError::Malformed("expected scheme `Entente`"))?;
-    let (mut client, mut ts, mut nonce, mut sig) = (None, None, None, None);
-    for part in rest.split(',') {
-        let (k, v) = part
-            .trim()
-            .split_once('=')
-            .ok_or(AuthError::Malformed("expected key=\"value\" pairs"))?;
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .ok_or(AuthError::Malformed("values must be quoted"))?;
-        match k {
-            "client" => client = Some(v.to_owned()),
-            "ts" => {
-                ts = Some(
-                    v.parse()
-                        .map_err(|_| AuthError::Malformed("ts is not a number"))?,
-                )
-            }
-            "nonce" => nonce = Some(v.to_owned()),
-            "sig" => {
-                sig = Some(b64::decode(v).map_err(|_| AuthError::Malformed("sig is not base64"))?)
-            }
-            _ => return Err(AuthError::Malformed("unknown field")),
-        }
-    }
-    let nonce: String = nonce.ok_or(AuthError::Malformed("missing nonce"))?;
-    if nonce.is_empty() || nonce.len() > 64 {
-        return Err(AuthError::Malformed("nonce must be 1 to 64 characters"));
-    }
-    Ok(AuthHeader {
-        client: client.ok_or(AuthError::Malformed("missing client"))?,
-        timestamp: ts.ok_or(AuthError::Malformed("missing ts"))?,
-        nonce,
-        signature: sig.ok_or(AuthError::Malformed("missing sig"))?,
-    })
+    AuthHeader::parse(value).map_err(AuthError::Malformed)
 }
 
 /// Verifies a parsed header against the client's registered key.
@@ -141,6 +96,7 @@ impl NonceCache {
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
+    use entente_wire::api::b64;
 
     #[test]
     fn sign_parse_verify() {

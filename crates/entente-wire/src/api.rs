@@ -32,6 +32,54 @@ pub fn registration_proof_message(client_uri: &str, signature_key_b64: &str) -> 
     format!("entente-register-v1\n{client_uri}\n{signature_key_b64}").into_bytes()
 }
 
+/// Parsed header fields.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AuthHeader {
+    pub client: String,
+    pub timestamp: u64,
+    pub nonce: String,
+    pub signature: Vec<u8>,
+}
+
+impl AuthHeader {
+    /// Parses `Entente client="..", ts="..", nonce="..", sig=".."`; the error
+    /// says what is wrong.
+    pub fn parse(value: &str) -> Result<AuthHeader, &'static str> {
+        let rest = value
+            .strip_prefix(AUTH_SCHEME)
+            .and_then(|r| r.strip_prefix(' '))
+            .ok_or("expected scheme `Entente`")?;
+        let (mut client, mut ts, mut nonce, mut sig) = (None, None, None, None);
+        for part in rest.split(',') {
+            let (k, v) = part
+                .trim()
+                .split_once('=')
+                .ok_or("expected key=\"value\" pairs")?;
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .ok_or("values must be quoted")?;
+            match k {
+                "client" => client = Some(v.to_owned()),
+                "ts" => ts = Some(v.parse().map_err(|_| "ts is not a number")?),
+                "nonce" => nonce = Some(v.to_owned()),
+                "sig" => sig = Some(b64::decode(v).map_err(|_| "sig is not base64")?),
+                _ => return Err("unknown field"),
+            }
+        }
+        let nonce: String = nonce.ok_or("missing nonce")?;
+        if nonce.is_empty() || nonce.len() > 64 {
+            return Err("nonce must be 1 to 64 characters");
+        }
+        Ok(AuthHeader {
+            client: client.ok_or("missing client")?,
+            timestamp: ts.ok_or("missing ts")?,
+            nonce,
+            signature: sig.ok_or("missing sig")?,
+        })
+    }
+}
+
 /// Base64 (standard, padded) for bytes inside JSON.
 pub mod b64 {
     use base64::Engine as _;
