@@ -434,7 +434,12 @@ async fn inbox_ws(
 /// stay in the inbox until acked: a dropped connection loses nothing.
 async fn push_loop(state: AppState, client: String, mut after: u64, mut socket: WebSocket) {
     let notify = state.wakers.subscribe(&client);
+    let mut closing = state.closing.subscribe();
     loop {
+        if *closing.borrow_and_update() {
+            let _ = socket.send(WsMessage::Close(None)).await;
+            return;
+        }
         // Register interest before reading, so a wake between read and wait is kept.
         let notified = notify.notified();
         let c = client.clone();
@@ -457,6 +462,7 @@ async fn push_loop(state: AppState, client: String, mut after: u64, mut socket: 
             }
         }
         tokio::select! {
+            _ = closing.changed() => {}
             _ = notified => {}
             _ = tokio::time::sleep(Duration::from_secs(30)) => {
                 if socket.send(WsMessage::Ping(Bytes::new())).await.is_err() { return; }

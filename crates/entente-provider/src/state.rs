@@ -28,6 +28,8 @@ pub struct Shared {
     pub federation: FederationClient,
     /// Wakes the outbound worker when new requests are queued.
     pub outbound_wake: Notify,
+    /// Set when the provider stops; long-lived connections (WebSocket push) end.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -107,6 +109,7 @@ pub struct ProviderHandle {
 impl ProviderHandle {
     /// Stops accepting, lets in-flight requests finish, and waits.
     pub async fn shutdown(mut self) {
+        self.state.closing.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -117,7 +120,8 @@ impl ProviderHandle {
     /// dropping it, but anything not yet committed is lost, as in a real crash).
     pub fn kill(self) {
         // A crashed provider sends nothing more: not even the federation request
-        // its outbound worker is in the middle of.
+        // its outbound worker is in the middle of, nor a WebSocket push.
+        self.state.closing.send_replace(true);
         for t in &self.background {
             t.abort();
         }
@@ -201,9 +205,20 @@ impl Provider {
             wakers: Wakers::default(),
             federation,
             outbound_wake: Notify::new(),
+            closing: tokio::sync::watch::Sender::new(false),
         });
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))
+            .fallback(|| async {
+                Failure::not_found("no such endpoint; the client API is described at /openapi.json")
+            })
+            .method_not_allowed_fallback(|| async {
+                Failure::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this endpoint does not take that method; see /openapi.json",
+                )
+            })
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 state.config.limits.max_body_bytes,
             ))
