@@ -118,16 +118,7 @@ pub async fn client_update(
     a: Authed,
 ) -> Result<Json<HubAnswer>, Failure> {
     let call: UpdateCall = a.json()?;
-    let room: RoomId = room
-        .parse()
-        .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
-    require_local_member(&state, &room, &a.client.client).await?;
-    let response = if state.is_local(room.domain()) {
-        accept_update(&state, &room, call.request, Submitter::Client(a.client)).await?
-    } else {
-        relay(&state, &room, "update", call.request, &a.client).await?
-    };
-    Ok(Json(HubAnswer { response }))
+    to_hub(&state, &room, a, call.request, HubEndpoint::Update).await
 }
 
 /// `POST /v1/rooms/{room}/messages`
@@ -137,14 +128,46 @@ pub async fn client_submit(
     a: Authed,
 ) -> Result<Json<HubAnswer>, Failure> {
     let call: SubmitCall = a.json()?;
+    to_hub(&state, &room, a, call.request, HubEndpoint::SubmitMessage).await
+}
+
+/// The two hub operations a client reaches through its own provider.
+#[derive(Clone, Copy)]
+enum HubEndpoint {
+    Update,
+    SubmitMessage,
+}
+
+impl HubEndpoint {
+    /// The MIMI endpoint name.
+    fn name(self) -> &'static str {
+        match self {
+            HubEndpoint::Update => "update",
+            HubEndpoint::SubmitMessage => "submitMessage",
+        }
+    }
+}
+
+/// Handles a client's request locally when we are the room's hub, or relays it.
+async fn to_hub(
+    state: &AppState,
+    room: &str,
+    a: Authed,
+    request: Vec<u8>,
+    endpoint: HubEndpoint,
+) -> Result<Json<HubAnswer>, Failure> {
     let room: RoomId = room
         .parse()
         .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
-    require_local_member(&state, &room, &a.client.client).await?;
-    let response = if state.is_local(room.domain()) {
-        accept_submit(&state, &room, call.request, Submitter::Client(a.client)).await?
+    require_local_member(state, &room, &a.client.client).await?;
+    let response = if !state.is_local(room.domain()) {
+        relay(state, &room, endpoint, request, &a.client).await?
     } else {
-        relay(&state, &room, "submitMessage", call.request, &a.client).await?
+        let from = Submitter::Client(a.client);
+        match endpoint {
+            HubEndpoint::Update => accept_update(state, &room, request, from).await?,
+            HubEndpoint::SubmitMessage => accept_submit(state, &room, request, from).await?,
+        }
     };
     Ok(Json(HubAnswer { response }))
 }
@@ -154,13 +177,13 @@ pub async fn client_submit(
 async fn relay(
     state: &AppState,
     room: &RoomId,
-    endpoint: &'static str,
+    endpoint: HubEndpoint,
     body: Vec<u8>,
     client: &ClientRecord,
 ) -> Result<Vec<u8>, Failure> {
     let msg = match endpoint {
-        "update" => wire::update_message_bytes(&body),
-        _ => wire::submit_message_bytes(&body),
+        HubEndpoint::Update => wire::update_message_bytes(&body),
+        HubEndpoint::SubmitMessage => wire::submit_message_bytes(&body),
     }
     .map_err(Failure::bad_request)?;
     let mark = Batch {
@@ -171,7 +194,7 @@ async fn relay(
     state.db(move |s| s.apply(mark)).await?;
     Ok(state
         .federation
-        .post(room.domain(), endpoint, &room.to_string(), body)
+        .post(room.domain(), endpoint.name(), &room.to_string(), body)
         .await?)
 }
 
