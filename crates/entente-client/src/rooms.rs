@@ -57,6 +57,9 @@ pub struct HistoryEntry {
     /// The encoded MIMI content.
     pub content: Vec<u8>,
     pub outgoing: bool,
+    /// Ours, encrypted and stored, but not yet accepted by the hub: it is sent
+    /// again by [`Client::resend_pending`] (and before the next send).
+    pub pending: bool,
 }
 
 /// A room this device is in.
@@ -419,55 +422,143 @@ impl Client {
         content: &MimiContent,
     ) -> Result<[u8; 32], ClientError> {
         self.require_room(room)?;
+        // Earlier messages go first, so the hub sees them in the order they were sent.
+        self.resend_pending().await?;
         let bytes = content.encode();
         let message_id = *content
             .message_id(&self.id.user().to_string(), &room.to_string())
             .map_err(|e| ClientError::Bug(format!("message id: {e}")))?
             .as_bytes();
+        let outbox_id = self.queue_message(room, &bytes, &message_id)?;
+        self.deliver_queued(outbox_id, room, &bytes, &message_id)
+            .await?;
+        Ok(message_id)
+    }
+
+    /// Sends again every message that was encrypted and stored but whose
+    /// submission failed (the provider or hub was unreachable). The hub
+    /// deduplicates, so a message it did accept before is not delivered twice.
+    /// Returns the message IDs now accepted; stops at the first transient failure.
+    pub async fn resend_pending(&mut self) -> Result<Vec<[u8; 32]>, ClientError> {
+        let pending: Vec<(i64, String, Vec<u8>, Vec<u8>)> = {
+            let conn = self.db();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT o.id, o.room, o.message_id, h.content FROM outbox o
+                     JOIN history h ON h.room = o.room AND h.message_id = o.message_id
+                     ORDER BY o.id",
+                )
+                .map_err(storage)?;
+
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(storage)?
+                .collect::<Result<_, _>>()
+                .map_err(storage)?
+        };
+        let mut sent = Vec::new();
+        for (id, room, mid, content) in pending {
+            let room: RoomId = room
+                .parse()
+                .map_err(|e| ClientError::Storage(format!("outbox room: {e}")))?;
+            let mid: [u8; 32] = mid
+                .as_slice()
+                .try_into()
+                .map_err(|_| ClientError::Storage("outbox message id".into()))?;
+            self.deliver_queued(id, &room, &content, &mid).await?;
+            sent.push(mid);
+        }
+        Ok(sent)
+    }
+
+    /// Encrypts a message and stores it, with its history row and its outbox row,
+    /// in one local transaction (encrypting advances the ratchet). Returns the
+    /// outbox row.
+    fn queue_message(
+        &self,
+        room: &RoomId,
+        bytes: &[u8],
+        message_id: &[u8; 32],
+    ) -> Result<i64, ClientError> {
+        crate::blocking(|| {
+            let conn = self.db();
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+            let r = (|| {
+                let provider = MlsProvider::new(&self.crypto, &conn);
+                let mut group = self.load_group_in(&conn, room)?;
+                let msg = group
+                    .create_message(&provider, &self.signer, bytes)
+                    .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
+                let request = frames::submit_request(&msg, self.id.user())?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+                    params![room.to_string(), message_id.to_vec(), self.id.to_string(), self.id.user().to_string(), now_ms() as i64, bytes],
+                )
+                .map_err(storage)?;
+                conn.execute(
+                    "INSERT INTO outbox (room, request, created_at, message_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![room.to_string(), request, now_secs() as i64, message_id.to_vec()],
+                )
+                .map_err(storage)?;
+                Ok::<_, ClientError>(conn.last_insert_rowid())
+            })();
+            match r {
+                Ok(id) => {
+                    conn.execute_batch("COMMIT").map_err(storage)?;
+                    Ok(id)
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Submits a queued message until the hub has decided on it. A transient
+    /// failure leaves it queued for [`Client::resend_pending`].
+    async fn deliver_queued(
+        &mut self,
+        mut outbox_id: i64,
+        room: &RoomId,
+        bytes: &[u8],
+        message_id: &[u8; 32],
+    ) -> Result<(), ClientError> {
         for attempt in 0..EPOCH_RETRIES {
-            // Encrypting advances the ratchet: the MLS state, the history row and the
-            // outbox row commit together.
-            let request = crate::blocking(|| {
-                let conn = self.db();
-                conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-                let r = (|| {
-                    let provider = MlsProvider::new(&self.crypto, &conn);
-                    let mut group = self.load_group_in(&conn, room)?;
-                    let msg = group
-                        .create_message(&provider, &self.signer, &bytes)
-                        .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
-                    let request = frames::submit_request(&msg, self.id.user())?;
-                    conn
-                        .execute(
-                            "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
-                            params![room.to_string(), message_id.to_vec(), self.id.to_string(), self.id.user().to_string(), now_ms() as i64, bytes],
-                        )
-                        .map_err(storage)?;
-                    Ok::<_, ClientError>(request)
-                })();
-                match r {
-                    Ok(req) => {
-                        conn.execute_batch("COMMIT").map_err(storage)?;
-                        Ok(req)
-                    }
-                    Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Err(e)
-                    }
-                }
-            })?;
+            let request: Vec<u8> = self
+                .db()
+                .query_row(
+                    "SELECT request FROM outbox WHERE id = ?1",
+                    params![outbox_id],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
             let answer: HubAnswer = self.submit_with_retry(room, SubmitCall { request }).await?;
-            match frames::parse_submit_response(&answer.response)? {
-                SubmitOutcome::Accepted { timestamp_ms } => {
-                    self.db()
-                        .execute(
+            let outcome = frames::parse_submit_response(&answer.response)?;
+            {
+                let conn = self.db();
+                conn.execute("DELETE FROM outbox WHERE id = ?1", params![outbox_id])
+                    .map_err(storage)?;
+                match &outcome {
+                    SubmitOutcome::Accepted { timestamp_ms } => {
+                        conn.execute(
                             "UPDATE history SET hub_timestamp = ?1 WHERE room = ?2 AND message_id = ?3",
-                            params![timestamp_ms as i64, room.to_string(), message_id.to_vec()],
+                            params![*timestamp_ms as i64, room.to_string(), message_id.to_vec()],
                         )
                         .map_err(storage)?;
-                    return Ok(message_id);
+                    }
+                    SubmitOutcome::NotAllowed => {
+                        conn.execute(
+                            "DELETE FROM history WHERE room = ?1 AND message_id = ?2 AND outgoing = 1",
+                            params![room.to_string(), message_id.to_vec()],
+                        )
+                        .map_err(storage)?;
+                    }
+                    SubmitOutcome::EpochTooOld { .. } => {}
                 }
+            }
+            match outcome {
+                SubmitOutcome::Accepted { .. } => return Ok(()),
                 SubmitOutcome::EpochTooOld { current } => {
                     tracing::info!(
                         attempt,
@@ -475,6 +566,7 @@ impl Client {
                         "our epoch is too old; catching up and re-encrypting"
                     );
                     self.sync().await?;
+                    outbox_id = self.queue_message(room, bytes, message_id)?;
                 }
                 SubmitOutcome::NotAllowed => {
                     return Err(ClientError::Provider {
@@ -525,8 +617,9 @@ impl Client {
         let conn = self.db();
         let mut stmt = conn
             .prepare(
-                "SELECT sender_user, sender_client, message_id, hub_timestamp, content, outgoing FROM
-                 (SELECT * FROM history WHERE room = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                "SELECT sender_user, sender_client, message_id, hub_timestamp, content, outgoing,
+                        EXISTS (SELECT 1 FROM outbox o WHERE o.room = h.room AND o.message_id = h.message_id)
+                 FROM (SELECT * FROM history WHERE room = ?1 ORDER BY id DESC LIMIT ?2) h ORDER BY id",
             )
             .map_err(storage)?;
         let rows = stmt
@@ -538,12 +631,13 @@ impl Client {
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
                     r.get::<_, bool>(5)?,
+                    r.get::<_, bool>(6)?,
                 ))
             })
             .map_err(storage)?;
         let mut out = Vec::new();
         for row in rows {
-            let (user, client, mid, ts, content, outgoing) = row.map_err(storage)?;
+            let (user, client, mid, ts, content, outgoing, pending) = row.map_err(storage)?;
             out.push(HistoryEntry {
                 room: room.clone(),
                 sender: user
@@ -559,6 +653,7 @@ impl Client {
                     .and_then(|c| c.display_text().map(|t| t.text.to_owned())),
                 content,
                 outgoing,
+                pending,
             });
         }
         Ok(out)
@@ -795,6 +890,7 @@ impl Client {
                             text: content.display_text().map(|t| t.text.to_owned()),
                             content: bytes,
                             outgoing: false,
+                            pending: false,
                         })))
                     }
                     ProcessedMessageContent::StagedCommitMessage(staged) => {

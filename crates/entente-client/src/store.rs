@@ -97,6 +97,9 @@ const SCHEMA: &[&str] = &[
         request BLOB NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // version 2: outbox rows name their message, so a failed send can be resent.
+    "ALTER TABLE outbox ADD COLUMN message_id BLOB NOT NULL DEFAULT x'';
+     CREATE INDEX outbox_message ON outbox (room, message_id);",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.

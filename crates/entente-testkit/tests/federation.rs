@@ -286,8 +286,9 @@ async fn notifies_sent_again_after_hub_crash_are_delivered_once() -> Result<()> 
 }
 
 /// Bob sends while the hub is down: his provider cannot relay, and he gets an
-/// error that says "try again later". After the hub restarts, sending succeeds,
-/// and Alice receives that message (and never the failed one).
+/// error that says "try again later"; the message stays in his outbox, pending.
+/// After the hub restarts, his next send delivers the pending one first, so Alice
+/// receives both, in order, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sending_while_hub_is_down_fails_transiently() -> Result<()> {
     let mut fed = Federation::start(&["a.example", "b.example"]).await?;
@@ -317,12 +318,33 @@ async fn sending_while_hub_is_down_fails_transiently() -> Result<()> {
         ),
         "unexpected error: {err:?}"
     );
+    // The message is kept, encrypted, in Bob's outbox and shown as pending.
+    let pending: Vec<HistoryEntry> = bob
+        .history(&room, 100)?
+        .into_iter()
+        .filter(|h| h.pending)
+        .collect();
+    ensure!(
+        pending.len() == 1 && pending[0].text.as_deref() == Some("anyone there?"),
+        "expected one pending message, got {pending:?}"
+    );
+    let first = Sent {
+        id: pending[0].message_id,
+        text: "anyone there?".into(),
+        by: bob.id().clone(),
+    };
     fed.restart("a.example").await?;
 
-    let sent = send_all(&mut bob, &room, &["back again"]).await?;
+    // The next send first resends the pending one: Alice gets both, in order, once.
+    let mut sent = vec![first];
+    sent.extend(send_all(&mut bob, &room, &["back again"]).await?);
     let got = receive(&mut alice, sent.len()).await?;
     check_received(&got, &room, &sent)?;
     check_history(&alice.history(&room, 100)?, &room, &[(&sent, false)])?;
+    ensure!(
+        bob.history(&room, 100)?.iter().all(|h| !h.pending),
+        "Bob still has pending messages"
+    );
 
     // And the other way, through the restarted hub.
     let back = send_all(&mut alice, &room, &["welcome back"]).await?;

@@ -49,7 +49,8 @@ pub enum AccountCommand {
     },
     /// Stream incoming messages until interrupted.
     Listen {},
-    /// Fetch and process waiting messages once, then exit.
+    /// Fetch and process waiting messages once, send any that failed to go out
+    /// earlier, then exit.
     Sync {},
     /// Show a conversation.
     History {
@@ -218,7 +219,7 @@ fn print_entry(e: &HistoryEntry, json: bool) {
             "{}",
             serde_json::json!({
                 "room": e.room.to_string(), "sender": e.sender.handle(), "device": e.sender_client.to_string(),
-                "message_id": hex::encode(e.message_id), "timestamp_ms": e.timestamp_ms, "text": e.text, "outgoing": e.outgoing,
+                "message_id": hex::encode(e.message_id), "timestamp_ms": e.timestamp_ms, "text": e.text, "outgoing": e.outgoing, "pending": e.pending,
             })
         );
     } else {
@@ -228,10 +229,15 @@ fn print_entry(e: &HistoryEntry, json: bool) {
             e.sender.handle()
         };
         println!(
-            "[{}] {}: {}",
+            "[{}] {}: {}{}",
             format_ts(e.timestamp_ms),
             who,
-            e.text.as_deref().unwrap_or("(non-text content)")
+            e.text.as_deref().unwrap_or("(non-text content)"),
+            if e.pending {
+                "  (not sent yet: run `entente sync` to retry)"
+            } else {
+                ""
+            }
         );
     }
 }
@@ -384,6 +390,13 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             let mut client = open(&common).await?;
             for e in client.sync().await? {
                 print_event(&e, common.json);
+            }
+            let resent = client.resend_pending().await?;
+            if !resent.is_empty() && !common.json {
+                println!(
+                    "sent {} message(s) that were waiting in the outbox",
+                    resent.len()
+                );
             }
             Ok(())
         }
