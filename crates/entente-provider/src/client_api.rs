@@ -31,6 +31,7 @@ use crate::store::{ClientRecord, RoomRecord};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/openapi.json", get(crate::openapi::document))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/v1/provider", get(provider_info))
         .route("/v1/providers/{domain}", get(remote_provider_info))
         .route("/v1/register", post(register))

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod federation;
 pub mod hub;
+pub mod metrics;
 pub mod openapi;
 pub mod outbound;
 pub mod state;

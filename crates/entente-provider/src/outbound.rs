@@ -104,8 +104,14 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
             .post(&domain, &head.endpoint, &head.room, body)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => {
+                state
+                    .metrics
+                    .notify_sent
+                    .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(FedError::Refused { status, reason, .. }) => {
+                crate::metrics::Metrics::inc(&state.metrics.federation_refused);
                 tracing::warn!(peer = %head.domain, endpoint = %head.endpoint, status, %reason,
                     requests = chunk.len(), "peer refused a federation request; dropping it");
             }

@@ -30,6 +30,7 @@ pub struct Shared {
     pub outbound_wake: Notify,
     /// Set when the provider stops; long-lived connections (WebSocket push) end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type AppState = Arc<Shared>;
@@ -206,6 +207,7 @@ impl Provider {
             federation,
             outbound_wake: Notify::new(),
             closing: tokio::sync::watch::Sender::new(false),
+            metrics: crate::metrics::Metrics::default(),
         });
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))

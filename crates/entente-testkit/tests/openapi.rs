@@ -1,4 +1,5 @@
-//! The provider serves an OpenAPI document that describes every client API route.
+//! The provider serves an OpenAPI document that describes every client API route,
+//! operator metrics, and JSON errors for unknown endpoints.
 
 #![allow(
     clippy::unwrap_used,
@@ -53,5 +54,15 @@ async fn openapi_document_lists_every_route() {
             "dangling $ref {name}"
         );
     }
+    // Operators get counters at /metrics (loopback only).
+    let metrics = http.get("https://a.example/metrics").send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("entente_messages_accepted_total 0"), "{text}");
+    // Unknown endpoints answer with a JSON error that points to the document.
+    let missing = http.get("https://a.example/v1/nope").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let err: serde_json::Value = missing.json().await.unwrap();
+    assert!(err["message"].as_str().unwrap().contains("/openapi.json"));
     fed.shutdown().await;
 }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client_api::Authed;
 use crate::error::Failure;
+use crate::metrics::Metrics;
 use crate::state::{AppState, now_ms, now_secs};
 use crate::store::{
     Batch, BatchOutcome, ClientRecord, Dedup, Delivery, EpochCheck, KeyPackageRoute, NewOutbound,
@@ -326,10 +327,14 @@ pub async fn accept_update(
             if has_outbound {
                 state.outbound_wake.notify_one();
             }
+            Metrics::inc(&state.metrics.commits_accepted);
             tracing::debug!(epoch = update.epoch + 1, "commit accepted");
             Ok(wire::update_success(ts))
         }
-        BatchOutcome::WrongEpoch { current } => Ok(wire::update_wrong_epoch(current, update.epoch)),
+        BatchOutcome::WrongEpoch { current } => {
+            Metrics::inc(&state.metrics.commits_wrong_epoch);
+            Ok(wire::update_wrong_epoch(current, update.epoch))
+        }
         BatchOutcome::Duplicate { accepted_at } => Ok(wire::update_success(accepted_at)),
     }
 }
@@ -404,6 +409,7 @@ pub async fn accept_submit(
             if has_outbound {
                 state.outbound_wake.notify_one();
             }
+            Metrics::inc(&state.metrics.messages_accepted);
             Ok(wire::submit_accepted(ts))
         }
         BatchOutcome::Duplicate { accepted_at } => Ok(wire::submit_accepted(accepted_at)),
@@ -483,6 +489,10 @@ pub async fn receive_notify(
         }
         batches.push(batch);
     }
+    state
+        .metrics
+        .notify_received
+        .fetch_add(batches.len() as u64, std::sync::atomic::Ordering::Relaxed);
     // One durable transaction for the whole request: the 201 means all of it.
     let mut woken = Vec::new();
     for outcome in state.db(move |s| s.apply_all(batches)).await? {
