@@ -282,23 +282,7 @@ pub async fn accept_update(
         forget_key_package_routes: update.welcome_refs.clone(),
         ..Batch::default()
     };
-    let recipients: Vec<String> = members
-        .into_iter()
-        .filter(|m| Some(m.as_str()) != from.client())
-        .collect();
-    batch.deliveries.push(Delivery {
-        room: room.to_string(),
-        clients: recipients,
-        payload: commit_fanout.clone(),
-    });
-    for d in &domains {
-        batch.outbound.push(NewOutbound {
-            domain: d.clone(),
-            endpoint: "notify".into(),
-            room: room.to_string(),
-            body: commit_fanout.clone(),
-        });
-    }
+    fan_out(&mut batch, room, members, &from, &domains, &commit_fanout);
     if let Some(welcome) = &update.welcome {
         let welcome_fanout = wire::fanout(ts, &welcome.message_bytes, Some(&welcome.ratchet_tree))
             .map_err(|e| Failure::internal("fanout", e))?;
@@ -320,13 +304,8 @@ pub async fn accept_update(
             });
         }
     }
-    let has_outbound = !batch.outbound.is_empty();
-    match state.db(move |s| s.apply(batch)).await? {
-        BatchOutcome::Applied { woken } => {
-            state.wakers.wake(&woken);
-            if has_outbound {
-                state.outbound_wake.notify_one();
-            }
+    match commit_batch(state, batch).await? {
+        BatchOutcome::Applied { .. } => {
             Metrics::inc(&state.metrics.commits_accepted);
             tracing::debug!(epoch = update.epoch + 1, "commit accepted");
             Ok(wire::update_success(ts))
@@ -386,35 +365,57 @@ pub async fn accept_submit(
         accepted_at: ts,
         ..Batch::default()
     };
-    batch.deliveries.push(Delivery {
-        room: room.to_string(),
-        clients: members
-            .into_iter()
-            .filter(|m| Some(m.as_str()) != from.client())
-            .collect(),
-        payload: fanout.clone(),
-    });
-    for d in domains {
-        batch.outbound.push(NewOutbound {
-            domain: d,
-            endpoint: "notify".into(),
-            room: room.to_string(),
-            body: fanout.clone(),
-        });
-    }
-    let has_outbound = !batch.outbound.is_empty();
-    match state.db(move |s| s.apply(batch)).await? {
-        BatchOutcome::Applied { woken } => {
-            state.wakers.wake(&woken);
-            if has_outbound {
-                state.outbound_wake.notify_one();
-            }
+    fan_out(&mut batch, room, members, &from, &domains, &fanout);
+    match commit_batch(state, batch).await? {
+        BatchOutcome::Applied { .. } => {
             Metrics::inc(&state.metrics.messages_accepted);
             Ok(wire::submit_accepted(ts))
         }
         BatchOutcome::Duplicate { accepted_at } => Ok(wire::submit_accepted(accepted_at)),
         BatchOutcome::WrongEpoch { current } => Ok(wire::submit_epoch_too_old(current)),
     }
+}
+
+/// Adds the hub's fanout of one accepted message to `batch`: an inbox item for
+/// every local member but the submitter, and a `notify` for every follower.
+fn fan_out(
+    batch: &mut Batch,
+    room: &RoomId,
+    members: Vec<String>,
+    from: &Submitter,
+    followers: &[String],
+    fanout: &[u8],
+) {
+    batch.deliveries.push(Delivery {
+        room: room.to_string(),
+        clients: members
+            .into_iter()
+            .filter(|m| Some(m.as_str()) != from.client())
+            .collect(),
+        payload: fanout.to_vec(),
+    });
+    for d in followers {
+        batch.outbound.push(NewOutbound {
+            domain: d.clone(),
+            endpoint: "notify".into(),
+            room: room.to_string(),
+            body: fanout.to_vec(),
+        });
+    }
+}
+
+/// Applies a batch durably, then wakes the clients and the outbound worker it
+/// gave work to.
+async fn commit_batch(state: &AppState, batch: Batch) -> Result<BatchOutcome, Failure> {
+    let has_outbound = !batch.outbound.is_empty();
+    let outcome = state.db(move |s| s.apply(batch)).await?;
+    if let BatchOutcome::Applied { woken } = &outcome {
+        state.wakers.wake(woken);
+        if has_outbound {
+            state.outbound_wake.notify_one();
+        }
+    }
+    Ok(outcome)
 }
 
 // ---------------------------------------------------------------- follower side
