@@ -834,17 +834,32 @@ impl Client {
                     .into_group(&provider)
                     .map_err(|e| ClientError::Mls(format!("joining: {e}")))?;
                 conn.execute(
-                    "INSERT OR IGNORE INTO rooms (room, joined_at) VALUES (?1, ?2)",
-                    params![room.to_string(), now_secs() as i64],
+                    "INSERT OR IGNORE INTO rooms (room, joined_at, joined_epoch) VALUES (?1, ?2, ?3)",
+                    params![room.to_string(), now_secs() as i64, group.epoch().as_u64() as i64],
                 )
                 .map_err(storage)?;
-                let _ = group;
                 Ok(Some(Event::Joined {
                     members: self.members_in(conn, &room)?,
                     room,
                 }))
             }
             FanoutBody::Protocol(msg) => {
+                // A message from an epoch before we joined was fanned out to us
+                // because the hub accepted it after our join (its sender had not
+                // seen the commit yet). It was never meant for us: skip it quietly.
+                let joined_epoch: i64 = conn
+                    .query_row(
+                        "SELECT joined_epoch FROM rooms WHERE room = ?1",
+                        params![room.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(storage)?
+                    .unwrap_or(0);
+                if msg.epoch().as_u64() < joined_epoch as u64 {
+                    tracing::debug!(room = %room, "skipping a message from before we joined");
+                    return Ok(None);
+                }
                 let mut group = self.load_group_in(conn, &room)?;
                 let processed = group
                     .process_message(&provider, msg)

@@ -100,6 +100,8 @@ const SCHEMA: &[&str] = &[
     // version 2: outbox rows name their message, so a failed send can be resent.
     "ALTER TABLE outbox ADD COLUMN message_id BLOB NOT NULL DEFAULT x'';
      CREATE INDEX outbox_message ON outbox (room, message_id);",
+    // version 3: the epoch at which we joined a room (0 for rooms we created).
+    "ALTER TABLE rooms ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.
