@@ -94,9 +94,18 @@ async fn authenticate(
         .parse()
         .map_err(|e| Failure::unauthenticated(format!("client: {e}")))?;
     let key = client_id.to_string();
-    let record = state.db(move |s| s.client(&key)).await?.ok_or_else(|| {
-        Failure::unauthenticated(auth::AuthError::UnknownClient(h.client.clone()).to_string())
-    })?;
+    let record = match state.clients.get(&key) {
+        Some(r) => r,
+        None => {
+            let r = state.db(move |s| s.client(&key)).await?.ok_or_else(|| {
+                Failure::unauthenticated(
+                    auth::AuthError::UnknownClient(h.client.clone()).to_string(),
+                )
+            })?;
+            state.clients.insert(r.clone());
+            r
+        }
+    };
     let pq = parts
         .uri
         .path_and_query()

@@ -31,6 +31,10 @@ pub struct Shared {
     /// Set when the provider stops; long-lived connections (WebSocket push) end.
     pub closing: tokio::sync::watch::Sender<bool>,
     pub metrics: crate::metrics::Metrics,
+    /// Registered clients, so that authenticating a request needs no database
+    /// read. Client records never change once written; removing a device must
+    /// also remove it here.
+    pub clients: ClientCache,
 }
 
 pub type AppState = Arc<Shared>;
@@ -51,6 +55,32 @@ impl Shared {
 
     pub fn is_local(&self, domain: &Domain) -> bool {
         domain == &self.domain
+    }
+}
+
+/// An in-memory copy of client records, bounded: when full it starts over.
+#[derive(Default)]
+pub struct ClientCache {
+    map: Mutex<HashMap<String, crate::store::ClientRecord>>,
+}
+
+impl ClientCache {
+    const MAX: usize = 100_000;
+
+    pub fn get(&self, client: &str) -> Option<crate::store::ClientRecord> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(client)
+            .cloned()
+    }
+
+    pub fn insert(&self, record: crate::store::ClientRecord) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= Self::MAX {
+            m.clear();
+        }
+        m.insert(record.client.clone(), record);
     }
 }
 
@@ -208,6 +238,7 @@ impl Provider {
             outbound_wake: Notify::new(),
             closing: tokio::sync::watch::Sender::new(false),
             metrics: crate::metrics::Metrics::default(),
+            clients: ClientCache::default(),
         });
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))
