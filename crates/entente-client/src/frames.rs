@@ -290,8 +290,15 @@ pub fn credential_domains(f: &Fanout) -> Vec<Domain> {
     }
     out.sort();
     out.dedup();
+    // A hostile message could name many unreachable domains to stall us with
+    // fetches; a real commit or Welcome names a few. Unfetched keys only mean
+    // the credential is rejected.
+    out.truncate(MAX_PREFETCH_DOMAINS);
     out
 }
+
+/// Most issuer keys fetched for one inbox item.
+const MAX_PREFETCH_DOMAINS: usize = 16;
 
 /// Finds `mimi://<domain>/d/` client URIs in encoded bytes (certificates are
 /// embedded verbatim in credentials). Only used to prefetch issuer keys; every
