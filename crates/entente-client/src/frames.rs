@@ -146,6 +146,24 @@ pub fn update_request(
     .map_err(|e| ClientError::Bug(e.to_string()))
 }
 
+/// An UpdateRequest carrying standalone proposals (all for one epoch).
+pub fn proposal_request(proposals: &[MlsMessageOut]) -> Result<Vec<u8>, ClientError> {
+    let mut it = proposals.iter();
+    let first = it
+        .next()
+        .ok_or_else(|| ClientError::Bug("no proposals to send".into()))?;
+    let proposal = reparse(first)?;
+    let more_proposals = it.map(reparse).collect::<Result<Vec<_>, _>>()?;
+    UpdateRequest {
+        bundle: HandshakeBundle::Proposal {
+            proposal,
+            more_proposals,
+        },
+    }
+    .encode()
+    .map_err(|e| ClientError::Bug(e.to_string()))
+}
+
 /// What the hub said to an update.
 pub enum UpdateOutcome {
     Success {

@@ -19,10 +19,7 @@ impl Client {
         let conn = self.db();
         let provider = MlsProvider::new(&self.crypto, &conn);
         // The last_resort extension must be announced in the leaf's capabilities.
-        let capabilities = Capabilities::builder()
-            .extensions(vec![ExtensionType::LastResort])
-            .build();
-        let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities);
+        let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities());
         if last_resort {
             b = b.mark_as_last_resort();
         }
@@ -62,4 +59,15 @@ impl Client {
             .await?;
         Ok(status.available)
     }
+}
+
+/// What our leaves announce: the last_resort KeyPackage extension (which must be
+/// announced to be used) and the room state GroupContext extension.
+pub(crate) fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .extensions(vec![
+            ExtensionType::LastResort,
+            ExtensionType::Unknown(entente_core::room::ROOM_STATE_EXTENSION_TYPE),
+        ])
+        .build()
 }

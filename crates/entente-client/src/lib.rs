@@ -24,8 +24,9 @@
 mod error;
 mod frames;
 mod keys;
+mod manage;
 mod rooms;
-mod store;
+pub mod store;
 mod transport;
 
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ use openmls_traits::signatures::Signer;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use error::ClientError;
+pub use manage::Participant;
 pub use rooms::{Event, HistoryEntry, RoomSummary};
 pub use transport::Endpoint;
 
@@ -335,7 +337,7 @@ impl Client {
     }
 
     /// Checks that `room` is a room this device is in.
-    fn require_room(&self, room: &RoomId) -> Result<(), ClientError> {
+    pub(crate) fn require_room(&self, room: &RoomId) -> Result<(), ClientError> {
         let n: i64 = self
             .db()
             .query_row(

@@ -5,20 +5,19 @@ use std::time::Duration;
 
 use entente_core::identity::ClientCertificate;
 use entente_wire::api::{
-    self, CreateRoomResponse, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult,
-    SubmitCall, UpdateCall,
+    self, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult, SubmitCall,
 };
 use entente_wire::content::MimiContent;
 use entente_wire::ids::{ClientId, RoomId, UserId};
 use openmls::prelude::{
     GroupId, KeyPackage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig,
-    MlsGroupJoinConfig, MlsMessageOut, OpenMlsProvider as _, ProcessedMessageContent,
-    ProtocolVersion, Sender, SenderRatchetConfiguration, StagedWelcome, WireFormatPolicy,
+    MlsGroupJoinConfig, OpenMlsProvider as _, ProcessedMessageContent, ProtocolVersion, Sender,
+    SenderRatchetConfiguration, StagedWelcome, WireFormatPolicy,
 };
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::frames::{self, FanoutBody, SubmitOutcome, UpdateOutcome};
+use crate::frames::{self, FanoutBody, SubmitOutcome};
 use crate::store::{MlsProvider, storage};
 use crate::{Client, ClientError, now_secs};
 
@@ -26,7 +25,7 @@ use crate::{Client, ClientError, now_secs};
 /// just before a commit. Matches the hub's `MAX_PAST_EPOCHS`.
 const MAX_PAST_EPOCHS: usize = 5;
 /// How many times an operation is retried after the hub reports a newer epoch.
-const EPOCH_RETRIES: usize = 5;
+pub(crate) const EPOCH_RETRIES: usize = 5;
 
 /// Something that happened, as seen by this device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +36,10 @@ pub enum Event {
     Message(HistoryEntry),
     /// The room's members changed.
     MembersChanged { room: RoomId, members: Vec<UserId> },
+    /// We were removed from a room (or our leaving took effect).
+    Removed { room: RoomId },
+    /// A member proposed a change (such as leaving) that a commit must apply.
+    ProposalPending { room: RoomId },
     /// An item could not be processed; it was dropped with this reason. Nothing
     /// was applied from it.
     Rejected { room: String, reason: String },
@@ -70,14 +73,19 @@ pub struct RoomSummary {
     pub members: Vec<UserId>,
 }
 
-fn create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
+pub(crate) fn create_config(
+    capabilities: openmls::prelude::Capabilities,
+    extensions: openmls::prelude::Extensions<openmls::prelude::GroupContext>,
+) -> Result<MlsGroupCreateConfig, ClientError> {
+    Ok(MlsGroupCreateConfig::builder()
         .ciphersuite(entente_core::mls::CIPHERSUITE)
+        .capabilities(capabilities)
+        .with_group_context_extensions(extensions)
         .use_ratchet_tree_extension(false)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 1000))
         .wire_format_policy(wire_policy())
-        .build()
+        .build())
 }
 
 fn join_config() -> MlsGroupJoinConfig {
@@ -102,7 +110,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn room_path(room: &RoomId, tail: &str) -> String {
+pub(crate) fn room_path(room: &RoomId, tail: &str) -> String {
     format!("/v1/rooms/{}/{tail}", api::path_segment(&room.to_string()))
 }
 
@@ -111,7 +119,11 @@ impl Client {
         self.load_group_in(&self.db(), room)
     }
 
-    fn load_group_in(&self, conn: &Connection, room: &RoomId) -> Result<MlsGroup, ClientError> {
+    pub(crate) fn load_group_in(
+        &self,
+        conn: &Connection,
+        room: &RoomId,
+    ) -> Result<MlsGroup, ClientError> {
         let provider = MlsProvider::new(&self.crypto, conn);
         MlsGroup::load(
             provider.storage(),
@@ -121,161 +133,8 @@ impl Client {
         .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
     }
 
-    /// Creates a room hubbed by our provider, with this device as its only member.
-    pub async fn create_room(&mut self) -> Result<RoomId, ClientError> {
-        let r: CreateRoomResponse = self
-            .signed::<(), _>(reqwest::Method::POST, "/v1/rooms", None)
-            .await?;
-        let room: RoomId = r
-            .room
-            .parse()
-            .map_err(|e| ClientError::Protocol(format!("provider returned room id: {e}")))?;
-        let conn = self.db();
-        let provider = MlsProvider::new(&self.crypto, &conn);
-        MlsGroup::new_with_group_id(
-            &provider,
-            &self.signer,
-            &create_config(),
-            GroupId::from_slice(room.to_string().as_bytes()),
-            self.credential_with_key(),
-        )
-        .map_err(|e| ClientError::Mls(format!("creating the group: {e}")))?;
-        conn.execute(
-            "INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)",
-            params![room.to_string(), now_secs() as i64],
-        )
-        .map_err(storage)?;
-        Ok(room)
-    }
-
-    /// A 1:1 chat: a new two-party room with all of `peer`'s devices and our other
-    /// devices.
-    pub async fn start_chat(&mut self, peer: &UserId) -> Result<RoomId, ClientError> {
-        let room = self.create_room().await?;
-        self.invite(&room, peer).await?;
-        Ok(room)
-    }
-
-    /// Adds every device of `user` that is not yet in `room` (and any of our own
-    /// devices not yet in it), with KeyPackages claimed through the room's hub.
-    pub async fn invite(&mut self, room: &RoomId, user: &UserId) -> Result<(), ClientError> {
-        self.require_room(room)?;
-        // Devices already in the group (this one included, when inviting our own
-        // user) cannot be added again: MLS refuses a duplicate signature key.
-        let members = self.member_clients(room)?;
-        let mut kps = Vec::new();
-        for kp in self.claim_key_packages(room, user).await? {
-            if !members.contains(&kp_client(&kp)?) {
-                kps.push(kp);
-            }
-        }
-        if kps.is_empty() {
-            return Err(ClientError::Usage(format!(
-                "{} has no device that can be added right now (all are in the room already, or have no KeyPackages)",
-                user.handle()
-            )));
-        }
-        let own = self.id.user().clone();
-        if &own != user {
-            for kp in self
-                .claim_key_packages(room, &own)
-                .await
-                .unwrap_or_default()
-            {
-                let c = kp_client(&kp)?;
-                if c != self.id && !members.contains(&c) {
-                    kps.push(kp);
-                }
-            }
-        }
-        for attempt in 0..EPOCH_RETRIES {
-            let request = {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
-                let mls =
-                    |e: &dyn std::fmt::Display| ClientError::Mls(format!("adding members: {e}"));
-                let bundle = group
-                    .commit_builder()
-                    .propose_adds(kps.iter().cloned())
-                    .force_self_update(true)
-                    .load_psks(provider.storage())
-                    .map_err(|e| mls(&e))?
-                    .create_group_info(true)
-                    .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
-                    .map_err(|e| mls(&e))?
-                    .stage_commit(&provider)
-                    .map_err(|e| mls(&e))?;
-                let welcome = bundle
-                    .to_welcome_msg()
-                    .ok_or_else(|| ClientError::Bug("the commit produced no Welcome".into()))?;
-                let (commit, _, group_info) = bundle.into_contents();
-                let group_info: MlsMessageOut = group_info
-                    .ok_or_else(|| ClientError::Bug("the commit produced no GroupInfo".into()))?
-                    .into();
-                // The new members need the tree of the epoch the commit creates.
-                let tree = group
-                    .pending_commit()
-                    .ok_or_else(|| ClientError::Bug("no pending commit".into()))?
-                    .export_ratchet_tree(provider.crypto(), group.export_ratchet_tree())
-                    .map_err(|e| ClientError::Mls(format!("exporting the new tree: {e}")))?
-                    .ok_or_else(|| ClientError::Bug("the pending commit has no tree".into()))?;
-                frames::update_request(&commit, Some(&welcome), &group_info, tree)?
-            };
-            let answer: HubAnswer = self
-                .signed(
-                    reqwest::Method::POST,
-                    &room_path(room, "update"),
-                    Some(&UpdateCall { request }),
-                )
-                .await?;
-            let outcome = frames::parse_update_response(&answer.response)?;
-            // Apply the hub's verdict to our pending commit, under the lock, then
-            // act on it outside the lock.
-            {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
-                if let UpdateOutcome::Success { .. } = outcome {
-                    group
-                        .merge_pending_commit(&provider)
-                        .map_err(|e| ClientError::Mls(format!("merging our commit: {e}")))?;
-                } else {
-                    group
-                        .clear_pending_commit(provider.storage())
-                        .map_err(|e| ClientError::Mls(e.to_string()))?;
-                }
-            }
-            match outcome {
-                UpdateOutcome::Success { .. } => return Ok(()),
-                UpdateOutcome::WrongEpoch { current } => {
-                    tracing::info!(
-                        attempt,
-                        current,
-                        "hub is at a newer epoch; catching up and retrying"
-                    );
-                    self.sync().await?;
-                }
-                UpdateOutcome::Refused { reason } => {
-                    return Err(ClientError::Provider {
-                        status: 403,
-                        code: "not_allowed".into(),
-                        message: reason,
-                        retry_after_secs: None,
-                    });
-                }
-            }
-        }
-        Err(ClientError::Provider {
-            status: 409,
-            code: "wrong_epoch".into(),
-            message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
-            retry_after_secs: Some(1),
-        })
-    }
-
     /// Claims KeyPackages for all devices of `user` and checks each one's credential.
-    async fn claim_key_packages(
+    pub(crate) async fn claim_key_packages(
         &self,
         room: &RoomId,
         user: &UserId,
@@ -698,6 +557,14 @@ impl Client {
         if !events.is_empty() {
             let _ = self.replenish_key_packages().await;
         }
+        let pending: Vec<Event> = events
+            .iter()
+            .filter(|e| matches!(e, Event::ProposalPending { .. }))
+            .cloned()
+            .collect();
+        for e in &pending {
+            self.after_event(e).await;
+        }
         Ok(events)
     }
 
@@ -742,6 +609,7 @@ impl Client {
                     Ok(Some(item)) => {
                         let seq = item.seq;
                         if let Some(e) = self.process_item(&item).await? {
+                            self.after_event(&e).await;
                             on_event(&e);
                         }
                         if socket.ack(seq).await.is_err() {
@@ -751,6 +619,16 @@ impl Client {
                     Ok(None) | Err(_) => break,
                 }
             }
+        }
+    }
+
+    /// Follow-up work an event calls for: committing pending proposals when this
+    /// device is the one designated to.
+    pub(crate) async fn after_event(&mut self, event: &Event) {
+        if let Event::ProposalPending { room } = event
+            && let Err(e) = Box::pin(self.commit_pending_if_designated(room)).await
+        {
+            tracing::info!(room = %room, error = %e, "could not commit pending proposals (another member may have)");
         }
     }
 
@@ -917,9 +795,29 @@ impl Client {
                                 leaf.signature_key().as_slice(),
                             )?;
                         }
+                        // An update path may carry a new credential (and an
+                        // external joiner's always does).
+                        if let Some(leaf) = staged.update_path_leaf_node() {
+                            self.verify_leaf_sync(
+                                conn,
+                                leaf.credential(),
+                                leaf.signature_key().as_slice(),
+                            )?;
+                        }
+                        // The room state must stay readable.
+                        crate::manage::room_state_in(staged.group_context().extensions())?;
+                        let removed = staged.self_removed();
                         group
                             .merge_staged_commit(&provider, *staged)
                             .map_err(|e| ClientError::Mls(format!("merging a commit: {e}")))?;
+                        if removed {
+                            conn.execute(
+                                "DELETE FROM rooms WHERE room = ?1",
+                                params![room.to_string()],
+                            )
+                            .map_err(storage)?;
+                            return Ok(Some(Event::Removed { room }));
+                        }
                         Ok(Some(Event::MembersChanged {
                             members: self.members_in(conn, &room)?,
                             room,
@@ -929,7 +827,7 @@ impl Client {
                         group
                             .store_pending_proposal(provider.storage(), *p)
                             .map_err(|e| ClientError::Storage(e.to_string()))?;
-                        Ok(None)
+                        Ok(Some(Event::ProposalPending { room }))
                     }
                     ProcessedMessageContent::ExternalJoinProposalMessage(_) => Ok(None),
                     // Our own message or commit echoed back (possible after a failover,
@@ -1034,7 +932,7 @@ impl Client {
     }
 }
 
-fn kp_client(kp: &KeyPackage) -> Result<ClientId, ClientError> {
+pub(crate) fn kp_client(kp: &KeyPackage) -> Result<ClientId, ClientError> {
     entente_core::mls::certificate_in(kp.leaf_node().credential())
         .map(|c| c.claimed_client().clone())
         .map_err(|e| ClientError::Untrusted(e.to_string()))

@@ -149,11 +149,11 @@ pub fn open(path: &Path) -> Result<Connection, ClientError> {
     Ok(conn)
 }
 
-pub fn storage(e: rusqlite::Error) -> ClientError {
+pub(crate) fn storage(e: rusqlite::Error) -> ClientError {
     ClientError::Storage(e.to_string())
 }
 
-pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
+pub(crate) fn setting(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
     conn.query_row(
         "SELECT value FROM settings WHERE key = ?1",
         params![key],
@@ -163,7 +163,7 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, ClientErr
     .map_err(storage)
 }
 
-pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), ClientError> {
+pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), ClientError> {
     conn.execute(
         "INSERT INTO settings (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -4,9 +4,12 @@
 //!   numbers.
 //! - [`mls`]: how MIMI rooms use MLS: ciphersuite, credentials, KeyPackage checks,
 //!   labelled signatures.
+//! - [`room`]: the room state in the group context (participants, roles, metadata) and
+//!   the room policy (draft-ietf-mimi-room-policy-03) that authorizes changes to it.
 //!
 //! Nothing here does I/O or reads a clock: time comes in as arguments.
 #![forbid(unsafe_code)]
 
 pub mod identity;
 pub mod mls;
+pub mod room;

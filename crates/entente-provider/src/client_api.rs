@@ -13,10 +13,10 @@ use bytes::Bytes;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use entente_core::identity::{ClientCertificate, UnverifiedCertificate};
 use entente_wire::api::{
-    self, Ack, CreateRoomResponse, InboxPage, KeyPackageStatus, LinkCodeResponse, ProviderInfo,
-    PushFrame, RegisterRequest, RegisterResponse, UploadKeyPackages, b64,
+    self, Ack, InboxPage, KeyPackageStatus, LinkCodeResponse, ProviderInfo, PushFrame,
+    RegisterRequest, RegisterResponse, UploadKeyPackages, b64,
 };
-use entente_wire::ids::{ClientId, Domain, RoomId, UserId};
+use entente_wire::ids::{ClientId, Domain, UserId};
 use openmls::prelude::KeyPackageIn;
 use rand::RngCore;
 use serde::Deserialize;
@@ -26,7 +26,7 @@ use tls_codec::Deserialize as _;
 use crate::auth;
 use crate::error::Failure;
 use crate::state::{AppState, now_secs};
-use crate::store::{ClientRecord, RoomRecord};
+use crate::store::ClientRecord;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -40,7 +40,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/key-packages",
             post(upload_key_packages).get(key_package_status),
         )
-        .route("/v1/rooms", post(create_room))
+        .route("/v1/rooms", post(crate::hub::create_room))
         .route(
             "/v1/rooms/{room}/key-material",
             post(crate::hub::client_key_material),
@@ -367,27 +367,6 @@ async fn key_package_status(
     Ok(Json(KeyPackageStatus {
         available,
         has_last_resort,
-    }))
-}
-
-async fn create_room(
-    State(state): State<AppState>,
-    a: Authed,
-) -> Result<Json<CreateRoomResponse>, Failure> {
-    let mut raw = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut raw);
-    let room = RoomId::new(&hex::encode(raw), state.domain.clone())
-        .map_err(|e| Failure::internal("room id", e))?;
-    let rec = RoomRecord {
-        room: room.to_string(),
-        hub: state.domain.to_string(),
-        epoch: 0,
-        created_at: now_secs(),
-    };
-    let client = a.client.client.clone();
-    state.db(move |s| s.create_room(&rec, &client)).await?;
-    Ok(Json(CreateRoomResponse {
-        room: room.to_string(),
     }))
 }
 

@@ -48,6 +48,11 @@ impl Failure {
             retry_after_secs: Some(retry_after_secs),
         }
     }
+    /// A peer provider answered with something we cannot use.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "bad_gateway", message)
+    }
+
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!(%err, "{context}");
         Self::new(

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod outbound;
 pub mod state;
 pub mod store;
+pub mod tracker;
 
 pub use config::Config;
 pub use state::{Provider, ProviderHandle};

@@ -35,6 +35,8 @@ pub struct Shared {
     /// read. Client records never change once written; removing a device must
     /// also remove it here.
     pub clients: ClientCache,
+    /// The tracked MLS group state of each room we hub or follow, loaded on first use.
+    pub trackers: Trackers,
 }
 
 pub type AppState = Arc<Shared>;
@@ -81,6 +83,23 @@ impl ClientCache {
             m.clear();
         }
         m.insert(record.client.clone(), record);
+    }
+}
+
+/// One slot per room holding its tracked group state. The slot's lock serialises
+/// everything that changes a room's group: at most one commit is validated and
+/// made durable at a time, which is also what orders commits.
+#[derive(Default)]
+pub struct Trackers {
+    map: Mutex<HashMap<String, TrackerSlot>>,
+}
+
+pub type TrackerSlot = Arc<tokio::sync::Mutex<Option<crate::tracker::Tracked>>>;
+
+impl Trackers {
+    pub fn slot(&self, room: &str) -> TrackerSlot {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(room.to_owned()).or_default().clone()
     }
 }
 
@@ -239,6 +258,7 @@ impl Provider {
             closing: tokio::sync::watch::Sender::new(false),
             metrics: crate::metrics::Metrics::default(),
             clients: ClientCache::default(),
+            trackers: Trackers::default(),
         });
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))

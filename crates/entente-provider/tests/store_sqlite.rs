@@ -14,8 +14,8 @@ use std::thread;
 
 use entente_provider::store::sqlite::{KEY_PACKAGE_ROUTE_TTL_SECS, SqliteStore};
 use entente_provider::store::{
-    Batch, BatchOutcome, ClientRecord, Dedup, Delivery, EpochCheck, KeyPackageRoute, NewOutbound,
-    RoomRecord, Store, StoreError,
+    Batch, BatchOutcome, ClientRecord, Dedup, Delivery, EpochCheck, GroupSnapshot, KeyPackageRoute,
+    NewOutbound, RoomRecord, Store, StoreError,
 };
 use tempfile::TempDir;
 
@@ -58,7 +58,9 @@ impl Fixture {
                 .add_client(&record("alice", &client), &code, 10)
                 .unwrap();
         }
-        f.store.create_room(&room(0), "alice/0").unwrap();
+        f.store
+            .create_room(&room(0), "alice/0", &group_of(&room(0)))
+            .unwrap();
         for i in 1..n {
             let batch = Batch {
                 room_clients_add: vec![(ROOM.into(), format!("alice/{i}"))],
@@ -92,6 +94,15 @@ fn room(epoch: u64) -> RoomRecord {
         hub: HUB.into(),
         epoch,
         created_at: 5,
+    }
+}
+
+fn group_of(room: &RoomRecord) -> GroupSnapshot {
+    GroupSnapshot {
+        room: room.room.clone(),
+        epoch: room.epoch,
+        snapshot: b"state".to_vec(),
+        group_info: Vec::new(),
     }
 }
 
@@ -209,7 +220,9 @@ fn u64_values_round_trip() {
         created_at: u64::MAX,
         ..room(0)
     };
-    f.store.create_room(&big, "alice/0").unwrap();
+    f.store
+        .create_room(&big, "alice/0", &group_of(&big))
+        .unwrap();
     let f = f.reopen();
     assert_eq!(f.store.client("alice/0").unwrap(), Some(client));
     assert_eq!(f.store.room(ROOM).unwrap(), Some(big));
@@ -327,7 +340,7 @@ fn rooms_and_membership() {
     assert_eq!(s.room(ROOM).unwrap(), Some(room(0)));
     assert_eq!(s.room("mimi://a.example/r/none").unwrap(), None);
     assert!(matches!(
-        s.create_room(&room(3), "alice/0"),
+        s.create_room(&room(3), "alice/0", &group_of(&room(3))),
         Err(StoreError::Conflict(_))
     ));
     let other = RoomRecord {
@@ -335,7 +348,7 @@ fn rooms_and_membership() {
         ..room(0)
     };
     assert!(matches!(
-        s.create_room(&other, "nobody"),
+        s.create_room(&other, "nobody", &group_of(&other)),
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.room(&other.room).unwrap(), None);
@@ -416,6 +429,13 @@ fn full_batch(key: u8, epoch: u64) -> Batch {
         room_clients_add: vec![(ROOM.into(), "alice/2".into())],
         room_clients_remove: vec![(ROOM.into(), "alice/1".into())],
         room_domains_add: vec![(ROOM.into(), "b.example".into())],
+        room_domains_remove: vec![(ROOM.into(), "c.example".into())],
+        group_state: Some(GroupSnapshot {
+            room: ROOM.into(),
+            epoch: epoch + 1,
+            snapshot: vec![key],
+            group_info: vec![key, key],
+        }),
         deliveries: vec![delivery(&["alice/0", "alice/1"], b"commit")],
         outbound: vec![outbound("b.example", "commit")],
         echo_marks: vec![(ROOM.into(), [key; 32], "alice/0".into())],

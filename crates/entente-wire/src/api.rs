@@ -215,7 +215,22 @@ pub struct KeyPackageStatus {
     pub has_last_resort: bool,
 }
 
-/// `POST /v1/rooms`: creates a room hosted (hubbed) by the caller's provider.
+/// `POST /v1/rooms`: creates a room hosted (hubbed) by the caller's provider. The
+/// client has already created the MLS group (epoch 0, itself the only member, the
+/// room state in its GroupContext) under a room id it chose on this provider's
+/// domain; the hub starts tracking the group from this GroupInfo and tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRoomCall {
+    pub room: String,
+    /// The group's GroupInfo, an MLSMessage.
+    #[serde(with = "b64")]
+    pub group_info: Vec<u8>,
+    /// The group's ratchet tree (RFC 9420 `ratchet_tree` extension data).
+    #[serde(with = "b64")]
+    pub ratchet_tree: Vec<u8>,
+}
+
+/// The answer to [`CreateRoomCall`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateRoomResponse {
     pub room: String,
@@ -248,6 +263,22 @@ pub struct UpdateCall {
 pub struct SubmitCall {
     #[serde(with = "b64")]
     pub request: Vec<u8>,
+}
+
+/// `POST /v1/rooms/{room}/group-info`: a MIMI `GroupInfoRequest` (draft-ietf-mimi-protocol-06
+/// section 5.6), relayed to the room's hub; the answer is the encoded
+/// `GroupInfoResponse`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupInfoCall {
+    #[serde(with = "b64")]
+    pub request: Vec<u8>,
+}
+
+/// The rooms the caller's user participates in, as its provider knows them (a new
+/// device uses this to join them all by external commit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserRooms {
+    pub rooms: Vec<String>,
 }
 
 /// The hub's MIMI answer (`UpdateRoomResponse` or `SubmitMessageResponse`), passed

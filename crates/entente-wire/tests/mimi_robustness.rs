@@ -23,6 +23,7 @@ fn decode_all(bytes: &[u8]) {
     let _ = ParticipantListData::decode(bytes);
     let _ = ParticipantListUpdate::decode(bytes);
     let _ = RoomMetaData::decode(bytes);
+    let _ = RoleData::decode(bytes);
     let _ = IdentifierRequest::decode(bytes);
     let _ = IdentifierResponse::decode(bytes);
     let _ = AbuseReport::decode(bytes);

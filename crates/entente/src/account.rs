@@ -284,6 +284,17 @@ fn print_event(e: &Event, json: bool) {
                 );
             }
         }
+        Event::Removed { room } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "removed", "room": room.to_string()})
+                );
+            } else {
+                println!("* you are no longer in {room}");
+            }
+        }
+        Event::ProposalPending { .. } => {}
         Event::Rejected { room, reason } => {
             if json {
                 println!(

@@ -31,6 +31,10 @@ pub fn router(state: AppState) -> Router {
             post(submit_message),
         )
         .route(&format!("{MIMI_PREFIX}/notify/{{room}}"), post(notify))
+        .route(
+            &format!("{MIMI_PREFIX}/groupState/{{room}}"),
+            post(group_state),
+        )
         .with_state(state)
 }
 
@@ -73,6 +77,7 @@ async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
         "update": format!("{base}/update/{{roomId}}"),
         "notify": format!("{base}/notify/{{roomId}}"),
         "submitMessage": format!("{base}/submitMessage/{{roomId}}"),
+        "groupState": format!("{base}/groupState/{{roomId}}"),
     }))
 }
 
@@ -133,4 +138,16 @@ async fn notify(
     let room = room_param(&room)?;
     hub::receive_notify(&state, &room, &body, &peer).await?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// Entente extension: a participating follower fetches the room's current group
+/// state (see `entente_wire::mimi::RoomGroupState`).
+async fn group_state(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    Path(room): Path<String>,
+) -> Result<Response, Failure> {
+    let room = room_param(&room)?;
+    let r = hub::serve_group_state(&state, &room, &peer).await?;
+    Ok(mimi_response(StatusCode::OK, r))
 }

@@ -18,15 +18,16 @@ use sha2::{Digest, Sha256};
 use crate::client_api::Authed;
 use crate::error::Failure;
 use crate::metrics::Metrics;
-use crate::state::{AppState, now_ms, now_secs};
-use crate::store::{
-    Batch, BatchOutcome, ClientRecord, Dedup, Delivery, EpochCheck, KeyPackageRoute, NewOutbound,
-    RoomRecord,
-};
+use crate::state::{AppState, now_ms};
+use crate::store::{Batch, BatchOutcome, ClientRecord, Dedup, Delivery, NewOutbound, RoomRecord};
 
+mod commit;
+mod follower;
 mod keys;
 mod wire;
 
+pub use commit::{accept_update, create_room, tracked};
+pub use follower::{receive_notify, serve_group_state};
 pub use keys::key_material;
 
 /// How many epochs back the hub still accepts application messages from: members
@@ -51,7 +52,7 @@ impl Submitter {
     }
 }
 
-fn sha256(b: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()
 }
 
@@ -201,7 +202,7 @@ async fn relay(
 
 // ---------------------------------------------------------------- hub side
 
-async fn hub_room(state: &AppState, room: &RoomId) -> Result<RoomRecord, Failure> {
+pub(crate) async fn hub_room(state: &AppState, room: &RoomId) -> Result<RoomRecord, Failure> {
     if !state.is_local(room.domain()) {
         return Err(Failure::bad_request(format!(
             "{room} is hubbed by {}, not by {}",
@@ -215,7 +216,7 @@ async fn hub_room(state: &AppState, room: &RoomId) -> Result<RoomRecord, Failure
 }
 
 /// Checks that a follower has participants in the room.
-async fn require_participating_peer(
+pub(crate) async fn require_participating_peer(
     state: &AppState,
     room: &RoomId,
     peer: &Domain,
@@ -228,93 +229,6 @@ async fn require_participating_peer(
         Err(Failure::forbidden(format!(
             "{peer} has no participants in {room}"
         )))
-    }
-}
-
-/// Hub: validates and orders a handshake message; fans it and its Welcome out.
-/// Returns the encoded `UpdateRoomResponse`.
-pub async fn accept_update(
-    state: &AppState,
-    room: &RoomId,
-    body: Vec<u8>,
-    from: Submitter,
-) -> Result<Vec<u8>, Failure> {
-    hub_room(state, room).await?;
-    if let Submitter::Peer(p) = &from {
-        require_participating_peer(state, room, p).await?;
-    }
-    let update = match wire::parse_update(&body, room) {
-        Ok(u) => u,
-        Err(wire::Refusal::Malformed(m)) => return Err(Failure::bad_request(m)),
-        Err(wire::Refusal::NotAllowed(m)) => return Ok(wire::update_not_allowed(&m)),
-    };
-    // Route the Welcome: each new member's KeyPackage was claimed through us.
-    let mut local_new = Vec::new();
-    let mut remote_new = std::collections::BTreeSet::new();
-    for r in &update.welcome_refs {
-        let rr = r.clone();
-        match state.db(move |s| s.key_package_route(&rr)).await? {
-            Some(KeyPackageRoute::Local { client }) => local_new.push(client),
-            Some(KeyPackageRoute::Remote { domain }) => {
-                remote_new.insert(domain);
-            }
-            None => {
-                return Ok(wire::update_not_allowed(
-                    "the Welcome names a KeyPackage that was not claimed through this hub",
-                ));
-            }
-        }
-    }
-    let r = room.to_string();
-    let (members, domains) = state
-        .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
-        .await?;
-    let ts = now_ms();
-    let commit_fanout = wire::fanout(ts, &update.message_bytes, None)
-        .map_err(|e| Failure::internal("fanout", e))?;
-    let mut batch = Batch {
-        epoch: Some(EpochCheck {
-            room: room.to_string(),
-            expected: update.epoch,
-            advance_to: update.epoch + 1,
-        }),
-        accepted_at: ts,
-        forget_key_package_routes: update.welcome_refs.clone(),
-        ..Batch::default()
-    };
-    fan_out(&mut batch, room, members, &from, &domains, &commit_fanout);
-    if let Some(welcome) = &update.welcome {
-        let welcome_fanout = wire::fanout(ts, &welcome.message_bytes, Some(&welcome.ratchet_tree))
-            .map_err(|e| Failure::internal("fanout", e))?;
-        batch.deliveries.push(Delivery {
-            room: room.to_string(),
-            clients: local_new.clone(),
-            payload: welcome_fanout.clone(),
-        });
-        for c in &local_new {
-            batch.room_clients_add.push((room.to_string(), c.clone()));
-        }
-        for d in &remote_new {
-            batch.room_domains_add.push((room.to_string(), d.clone()));
-            batch.outbound.push(NewOutbound {
-                domain: d.clone(),
-                endpoint: "notify".into(),
-                room: room.to_string(),
-                body: welcome_fanout.clone(),
-            });
-        }
-    }
-    match commit_batch(state, batch).await? {
-        BatchOutcome::Applied { .. } => {
-            Metrics::inc(&state.metrics.commits_accepted);
-            tracing::debug!(epoch = update.epoch + 1, "commit accepted");
-            Ok(wire::update_success(ts))
-        }
-        BatchOutcome::WrongEpoch { current } => {
-            Metrics::inc(&state.metrics.commits_wrong_epoch);
-            Ok(wire::update_wrong_epoch(current, update.epoch))
-        }
-        BatchOutcome::Duplicate { accepted_at } => Ok(wire::update_success(accepted_at)),
     }
 }
 
@@ -347,6 +261,23 @@ pub async fn accept_submit(
     if submit.epoch > rec.epoch {
         return Ok(wire::submit_not_allowed());
     }
+    // Room policy: the sender must be a participant whose role may send.
+    {
+        let guard = tracked(state, room).await?;
+        let Some(t) = guard.as_ref() else {
+            return Err(Failure::internal(
+                "room without group state",
+                format!("{room} has no tracked group"),
+            ));
+        };
+        let room_state = t
+            .room_state()
+            .map_err(|e| Failure::internal("room state", e))?;
+        if let Err(e) = entente_core::room::authorize_send(&room_state, &sender) {
+            tracing::info!(reason = %e, "message refused by room policy");
+            return Ok(wire::submit_not_allowed());
+        }
+    }
     if submit.epoch + MAX_PAST_EPOCHS < rec.epoch {
         return Ok(wire::submit_epoch_too_old(rec.epoch));
     }
@@ -378,7 +309,7 @@ pub async fn accept_submit(
 
 /// Adds the hub's fanout of one accepted message to `batch`: an inbox item for
 /// every local member but the submitter, and a `notify` for every follower.
-fn fan_out(
+pub(crate) fn fan_out(
     batch: &mut Batch,
     room: &RoomId,
     members: Vec<String>,
@@ -406,7 +337,7 @@ fn fan_out(
 
 /// Applies a batch durably, then wakes the clients and the outbound worker it
 /// gave work to.
-async fn commit_batch(state: &AppState, batch: Batch) -> Result<BatchOutcome, Failure> {
+pub(crate) async fn commit_batch(state: &AppState, batch: Batch) -> Result<BatchOutcome, Failure> {
     let has_outbound = !batch.outbound.is_empty();
     let outcome = state.db(move |s| s.apply(batch)).await?;
     if let BatchOutcome::Applied { woken } = &outcome {
@@ -416,91 +347,4 @@ async fn commit_batch(state: &AppState, batch: Batch) -> Result<BatchOutcome, Fa
         }
     }
     Ok(outcome)
-}
-
-// ---------------------------------------------------------------- follower side
-
-/// Follower: delivers the hub's fanout to our clients. Each FanoutMessage is
-/// deduplicated by its bytes, so a retried notify is delivered once.
-pub async fn receive_notify(
-    state: &AppState,
-    room: &RoomId,
-    body: &[u8],
-    peer: &Domain,
-) -> Result<(), Failure> {
-    if room.domain() != peer {
-        return Err(Failure::forbidden(format!(
-            "{peer} is not the hub of {room}; only the hub may notify"
-        )));
-    }
-    let items = wire::parse_fanout_batch(body, room).map_err(Failure::bad_request)?;
-    let r = room.to_string();
-    let members = state.db(move |s| s.room_clients(&r)).await?;
-    let mut batches = Vec::with_capacity(items.len());
-    for item in items {
-        let mut batch = Batch {
-            dedup: Some(Dedup {
-                scope: format!("notify:{peer}"),
-                key: sha256(&item.fanout_bytes),
-            }),
-            accepted_at: now_ms(),
-            ..Batch::default()
-        };
-        match &item.kind {
-            wire::FanoutKind::Welcome { refs } => {
-                let mut ours = Vec::new();
-                for r in refs {
-                    let rr = r.clone();
-                    if let Some(KeyPackageRoute::Local { client }) =
-                        state.db(move |s| s.key_package_route(&rr)).await?
-                    {
-                        ours.push(client);
-                    }
-                }
-                batch.ensure_room = Some(RoomRecord {
-                    room: room.to_string(),
-                    hub: peer.to_string(),
-                    epoch: 0,
-                    created_at: now_secs(),
-                });
-                for c in &ours {
-                    batch.room_clients_add.push((room.to_string(), c.clone()));
-                }
-                batch.forget_key_package_routes = refs.clone();
-                batch.deliveries.push(Delivery {
-                    room: room.to_string(),
-                    clients: ours,
-                    payload: item.fanout_bytes.clone(),
-                });
-            }
-            wire::FanoutKind::Other => {
-                let r = room.to_string();
-                let h = sha256(&item.message_bytes);
-                let echo = state.db(move |s| s.echo_mark(&r, &h)).await?;
-                batch.deliveries.push(Delivery {
-                    room: room.to_string(),
-                    clients: members
-                        .iter()
-                        .filter(|m| Some(*m) != echo.as_ref())
-                        .cloned()
-                        .collect(),
-                    payload: item.fanout_bytes.clone(),
-                });
-            }
-        }
-        batches.push(batch);
-    }
-    state
-        .metrics
-        .notify_received
-        .fetch_add(batches.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    // One durable transaction for the whole request: the 201 means all of it.
-    let mut woken = Vec::new();
-    for outcome in state.db(move |s| s.apply_all(batches)).await? {
-        if let BatchOutcome::Applied { woken: w } = outcome {
-            woken.extend(w);
-        }
-    }
-    state.wakers.wake(&woken);
-    Ok(())
 }

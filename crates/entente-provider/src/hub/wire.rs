@@ -3,9 +3,9 @@
 
 use entente_wire::ids::RoomId;
 use entente_wire::mimi::{
-    self, FanoutEvent, FanoutMessage, HandshakeBundle, IdentifierUri, MessageShape, MlsMessage,
-    Protocol, RatchetTreeOption, SubmitMessageRequest, SubmitMessageResponse, SubmitOutcome,
-    UpdateOutcome, UpdateRequest, UpdateRoomResponse,
+    self, FanoutEvent, FanoutMessage, GroupInfoOption, HandshakeBundle, IdentifierUri,
+    MessageShape, MlsMessage, Protocol, RatchetTreeOption, SubmitMessageRequest,
+    SubmitMessageResponse, SubmitOutcome, UpdateOutcome, UpdateRequest, UpdateRoomResponse,
 };
 use openmls::prelude::MlsMessageBodyIn;
 use tls_codec::Serialize as _;
@@ -28,13 +28,27 @@ pub enum Refusal {
     NotAllowed(String),
 }
 
+/// A decoded UpdateRequest.
+pub enum Update {
+    Commit(CommitUpdate),
+    Proposals(ProposalUpdate),
+}
+
 /// A decoded commit bundle.
-pub struct Update {
+pub struct CommitUpdate {
     pub epoch: u64,
     pub message_bytes: Vec<u8>,
     pub welcome: Option<WelcomeOut>,
     /// KeyPackageRefs of the new members named in the Welcome.
     pub welcome_refs: Vec<Vec<u8>>,
+    /// The new epoch's GroupInfo, as an MLSMessage, when sent in full.
+    pub group_info: Option<Vec<u8>>,
+}
+
+/// Standalone proposals, each an encoded MLSMessage.
+pub struct ProposalUpdate {
+    pub epoch: u64,
+    pub messages: Vec<Vec<u8>>,
 }
 
 pub struct WelcomeOut {
@@ -50,27 +64,51 @@ fn check_room(group_id: &[u8], room: &RoomId) -> Result<(), String> {
     Ok(())
 }
 
+fn public_epoch(m: &MlsMessage, room: &RoomId, what: &str) -> Result<u64, Refusal> {
+    let MlsMessageBodyIn::PublicMessage(pm) = m.body() else {
+        return Err(Refusal::Malformed(format!(
+            "{what} must be a PublicMessage"
+        )));
+    };
+    check_room(pm.group_id().as_slice(), room).map_err(Refusal::Malformed)?;
+    Ok(pm.epoch().as_u64())
+}
+
 pub fn parse_update(body: &[u8], room: &RoomId) -> Result<Update, Refusal> {
     let req = UpdateRequest::decode(body)
         .map_err(|e| Refusal::Malformed(format!("UpdateRequest: {e}")))?;
     match req.bundle {
-        HandshakeBundle::Proposal { .. } => Err(Refusal::NotAllowed(
-            "standalone proposals are not accepted yet; send a commit".into(),
-        )),
+        HandshakeBundle::Proposal {
+            proposal,
+            more_proposals,
+        } => {
+            let epoch = public_epoch(&proposal, room, "a proposal")?;
+            let mut messages = vec![encode_mls(&proposal).map_err(Refusal::Malformed)?];
+            for p in &more_proposals {
+                if public_epoch(p, room, "a proposal")? != epoch {
+                    return Err(Refusal::Malformed(
+                        "proposals submitted together must be for one epoch".into(),
+                    ));
+                }
+                messages.push(encode_mls(p).map_err(Refusal::Malformed)?);
+            }
+            Ok(Update::Proposals(ProposalUpdate { epoch, messages }))
+        }
         HandshakeBundle::Commit {
             commit,
             welcome,
-            group_info: _,
+            group_info,
             ratchet_tree,
         } => {
-            let MlsMessageBodyIn::PublicMessage(pm) = commit.body() else {
-                return Err(Refusal::Malformed(
-                    "the commit must be a PublicMessage".into(),
-                ));
-            };
-            check_room(pm.group_id().as_slice(), room).map_err(Refusal::Malformed)?;
-            let epoch = pm.epoch().as_u64();
+            let epoch = public_epoch(&commit, room, "the commit")?;
             let message_bytes = encode_mls(&commit).map_err(Refusal::Malformed)?;
+            let group_info = match group_info {
+                GroupInfoOption::Full(gi) => Some(
+                    encode_mls(&MlsMessage::from(MlsMessageBodyIn::GroupInfo(*gi)))
+                        .map_err(Refusal::Malformed)?,
+                ),
+                GroupInfoOption::Partial(_) => None,
+            };
             let (welcome, welcome_refs) = match welcome {
                 None => (None, Vec::new()),
                 Some(w) => {
@@ -99,12 +137,13 @@ pub fn parse_update(body: &[u8], room: &RoomId) -> Result<Update, Refusal> {
                     "a Welcome must come with the full ratchet tree".into(),
                 ));
             }
-            Ok(Update {
+            Ok(Update::Commit(CommitUpdate {
                 epoch,
                 message_bytes,
                 welcome,
                 welcome_refs,
-            })
+                group_info,
+            }))
         }
     }
 }
@@ -184,8 +223,14 @@ pub struct FanoutItem {
 }
 
 pub enum FanoutKind {
-    Welcome { refs: Vec<Vec<u8>> },
-    Other,
+    Welcome {
+        refs: Vec<Vec<u8>>,
+    },
+    /// A commit or proposal (a PublicMessage) for `epoch`.
+    Handshake {
+        epoch: u64,
+    },
+    Application,
 }
 
 pub fn parse_fanout_batch(body: &[u8], room: &RoomId) -> Result<Vec<FanoutItem>, String> {
@@ -205,11 +250,13 @@ pub fn parse_fanout_batch(body: &[u8], room: &RoomId) -> Result<Vec<FanoutItem>,
             },
             MlsMessageBodyIn::PublicMessage(m) => {
                 check_room(m.group_id().as_slice(), room)?;
-                FanoutKind::Other
+                FanoutKind::Handshake {
+                    epoch: m.epoch().as_u64(),
+                }
             }
             MlsMessageBodyIn::PrivateMessage(m) => {
                 check_room(m.group_id().as_slice(), room)?;
-                FanoutKind::Other
+                FanoutKind::Application
             }
             _ => return Err("unexpected MLS message in fanout".into()),
         };

@@ -54,6 +54,19 @@ pub struct RoomRecord {
     pub created_at: u64,
 }
 
+/// The public state of a room's MLS group as a provider tracks it: what it needs to
+/// validate the next commit (see `crate::tracker`) and, on the hub, the GroupInfo it
+/// hands to external joiners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub room: String,
+    pub epoch: u64,
+    /// `crate::tracker::Tracked::snapshot` bytes.
+    pub snapshot: Vec<u8>,
+    /// The latest GroupInfo (an MLSMessage), empty if this provider has none.
+    pub group_info: Vec<u8>,
+}
+
 /// Where a Welcome for a claimed KeyPackage must go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPackageRoute {
@@ -103,6 +116,9 @@ pub struct Batch {
     pub room_clients_remove: Vec<(String, String)>,
     /// Remote providers with participants in a room (hub side): `(room, domain)`.
     pub room_domains_add: Vec<(String, String)>,
+    pub room_domains_remove: Vec<(String, String)>,
+    /// The room's public MLS group state after this batch (hub and follower).
+    pub group_state: Option<GroupSnapshot>,
     /// Inbox items: one payload delivered to several clients of one room.
     pub deliveries: Vec<Delivery>,
     pub outbound: Vec<NewOutbound>,
@@ -197,11 +213,21 @@ pub trait Store: Send + Sync + 'static {
 
     // --- rooms ---
 
-    /// `Conflict` if it exists.
-    fn create_room(&self, room: &RoomRecord, first_client: &Uri) -> Result<()>;
+    /// Creates a room with its first client and its initial group state. `Conflict`
+    /// if it exists.
+    fn create_room(
+        &self,
+        room: &RoomRecord,
+        first_client: &Uri,
+        group: &GroupSnapshot,
+    ) -> Result<()>;
+    /// The tracked group state of a room, if any.
+    fn group_state(&self, room: &Uri) -> Result<Option<GroupSnapshot>>;
     fn room(&self, room: &Uri) -> Result<Option<RoomRecord>>;
     fn room_clients(&self, room: &Uri) -> Result<Vec<String>>;
     fn room_domains(&self, room: &Uri) -> Result<Vec<String>>;
+    /// When a dedup key was first recorded, if it was.
+    fn dedup_seen(&self, scope: &str, key: &[u8; 32]) -> Result<Option<u64>>;
     /// The client that submitted the message with this hash, if one of ours did.
     fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>>;
 

@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 
 use tls_codec::{Deserialize, Serialize, Size, TlsDeserialize, TlsSerialize, TlsSize, VLBytes};
 
+use super::error::{FramingError, decode_exact, encode};
+
 /// One component's data.
 ///
 /// ```text
@@ -53,6 +55,19 @@ pub struct UnsortedComponents {
 }
 
 impl AppDataDictionary {
+    const NAME: &'static str = "AppDataDictionary";
+
+    /// Decodes a dictionary standing alone (for example the body of a GroupContext
+    /// extension), rejecting trailing bytes and unsorted or duplicate entries.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FramingError> {
+        decode_exact(Self::NAME, bytes)
+    }
+
+    /// Encodes the dictionary.
+    pub fn encode(&self) -> Result<Vec<u8>, FramingError> {
+        encode(Self::NAME, self)
+    }
+
     /// Builds a dictionary, requiring entries sorted by ID without duplicates.
     pub fn new(entries: Vec<ComponentData>) -> Result<Self, UnsortedComponents> {
         for pair in entries.windows(2) {

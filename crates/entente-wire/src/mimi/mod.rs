@@ -14,7 +14,8 @@
 //! | `POST /reportAbuse/{roomId}`   | [`AbuseReport`]          | (none)                  |
 //!
 //! Room state components: [`ParticipantListData`], [`ParticipantListUpdate`],
-//! [`RoomMetaData`]; franking: [`Frank`], [`FrankAAD`], [`FrankingAgentData`],
+//! [`RoomMetaData`], and the room policy's [`RoleData`] (draft-ietf-mimi-room-policy-03,
+//! with the [`capability`] registry); franking: [`Frank`], [`FrankAAD`], [`FrankingAgentData`],
 //! [`FrankingIntegrityTBS`].
 //!
 //! Every top-level type has `decode(&[u8]) -> Result<Self, FramingError>`, which
@@ -46,8 +47,10 @@ mod directory;
 mod error;
 mod fanout;
 mod group_info;
+mod group_state;
 mod identifier_query;
 mod key_material;
+mod roles;
 mod room_state;
 mod submit;
 mod tree;
@@ -63,6 +66,7 @@ pub use group_info::{
     GroupInfoCode, GroupInfoRatchetTreeTBE, GroupInfoRequest, GroupInfoRequestTBS,
     GroupInfoResponse, GroupInfoResponseTBS, GroupInfoResult, GroupInfoSuccess, PendingProposal,
 };
+pub use group_state::RoomGroupState;
 pub use identifier_query::{
     FieldSource, IdentifierQueryCode, IdentifierRequest, IdentifierResponse, ProfileField,
     QueryElement, SearchIdentifierType, SearchKind, UserProfile,
@@ -70,6 +74,9 @@ pub use identifier_query::{
 pub use key_material::{
     ClientKeyMaterial, ClientMaterial, KeyMaterialClientCode, KeyMaterialRequest,
     KeyMaterialRequestTBS, KeyMaterialResponse, KeyMaterialUserCode,
+};
+pub use roles::{
+    ROLES_LIST_COMPONENT_ID, Role, RoleData, SingleSourceRoleChangeTargets, capability,
 };
 pub use room_state::{
     FRANK_AAD_COMPONENT_ID, FRANKING_AGENT_COMPONENT_ID, NulInString,

@@ -41,8 +41,8 @@ pub use queues::KEY_PACKAGE_ROUTE_TTL_SECS;
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
-    Batch, BatchOutcome, ClientRecord, InboxRecord, KeyPackageRoute, OutboundRecord, Result,
-    RoomRecord, Store, StoreError, Uri,
+    Batch, BatchOutcome, ClientRecord, GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord,
+    Result, RoomRecord, Store, StoreError, Uri,
 };
 
 /// Read connections kept open at most; more concurrent readers wait for one.
@@ -147,10 +147,19 @@ impl Store for SqliteStore {
             .read(|conn| key_packages::key_package_route(conn, reference))
     }
 
-    fn create_room(&self, room: &RoomRecord, first_client: &Uri) -> Result<()> {
-        let (room, first_client) = (room.clone(), first_client.to_owned());
+    fn create_room(
+        &self,
+        room: &RoomRecord,
+        first_client: &Uri,
+        group: &GroupSnapshot,
+    ) -> Result<()> {
+        let (room, first_client, group) = (room.clone(), first_client.to_owned(), group.clone());
         self.writer
-            .write(move |conn| rooms::create_room(conn, &room, &first_client))
+            .write(move |conn| rooms::create_room(conn, &room, &first_client, &group))
+    }
+
+    fn group_state(&self, room: &Uri) -> Result<Option<GroupSnapshot>> {
+        self.readers.read(|conn| rooms::group_state(conn, room))
     }
 
     fn room(&self, room: &Uri) -> Result<Option<RoomRecord>> {
@@ -163,6 +172,11 @@ impl Store for SqliteStore {
 
     fn room_domains(&self, room: &Uri) -> Result<Vec<String>> {
         self.readers.read(|conn| rooms::room_domains(conn, room))
+    }
+
+    fn dedup_seen(&self, scope: &str, key: &[u8; 32]) -> Result<Option<u64>> {
+        self.readers
+            .read(|conn| rooms::dedup_seen(conn, scope, key))
     }
 
     fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>> {

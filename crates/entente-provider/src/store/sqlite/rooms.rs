@@ -6,9 +6,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::accounts::client_exists;
 use super::convert::{Context, Violation, backend, from_opaque, opaque, ordered, violation};
-use crate::store::{Batch, BatchOutcome, Delivery, Result, RoomRecord, StoreError};
+use crate::store::{Batch, BatchOutcome, Delivery, GroupSnapshot, Result, RoomRecord, StoreError};
 
-pub(super) fn create_room(conn: &Connection, room: &RoomRecord, first_client: &str) -> Result<()> {
+pub(super) fn create_room(
+    conn: &Connection,
+    room: &RoomRecord,
+    first_client: &str,
+    group: &GroupSnapshot,
+) -> Result<()> {
     if !client_exists(conn, first_client)? {
         return Err(StoreError::NotFound("client".into()));
     }
@@ -28,7 +33,41 @@ pub(super) fn create_room(conn: &Connection, room: &RoomRecord, first_client: &s
         .context("creating a room")?
         .execute([&room.room, first_client])
         .context("creating a room")?;
+    save_group_state(conn, group)
+}
+
+fn save_group_state(conn: &Connection, group: &GroupSnapshot) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO room_groups (room, epoch, snapshot, group_info) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (room) DO UPDATE SET epoch = ?2, snapshot = ?3, group_info = ?4",
+    )
+    .context("saving the group state")?
+    .execute(params![
+        group.room,
+        opaque(group.epoch),
+        group.snapshot,
+        group.group_info
+    ])
+    .map_err(|e| match violation(&e) {
+        Some(Violation::ForeignKey) => StoreError::NotFound("room of a group state".into()),
+        _ => backend("saving the group state", &e),
+    })?;
     Ok(())
+}
+
+pub(super) fn group_state(conn: &Connection, room: &str) -> Result<Option<GroupSnapshot>> {
+    conn.prepare_cached("SELECT room, epoch, snapshot, group_info FROM room_groups WHERE room = ?1")
+        .context("reading the group state")?
+        .query_row([room], |row| {
+            Ok(GroupSnapshot {
+                room: row.get(0)?,
+                epoch: from_opaque(row.get(1)?),
+                snapshot: row.get(2)?,
+                group_info: row.get(3)?,
+            })
+        })
+        .optional()
+        .context("reading the group state")
 }
 
 pub(super) fn room(conn: &Connection, room: &str) -> Result<Option<RoomRecord>> {
@@ -53,6 +92,14 @@ pub(super) fn room_domains(conn: &Connection, room: &str) -> Result<Vec<String>>
         .query_map([room], |row| row.get(0))
         .and_then(Iterator::collect)
         .context("reading a room's domains")
+}
+
+pub(super) fn dedup_seen(conn: &Connection, scope: &str, key: &[u8; 32]) -> Result<Option<u64>> {
+    conn.prepare_cached("SELECT accepted_at FROM dedup WHERE scope = ?1 AND key = ?2")
+        .context("checking a dedup key")?
+        .query_row(params![scope, &key[..]], |row| row.get(0))
+        .optional()
+        .context("checking a dedup key")
 }
 
 pub(super) fn echo_mark(conn: &Connection, room: &str, hash: &[u8; 32]) -> Result<Option<String>> {
@@ -109,6 +156,9 @@ pub(super) fn apply(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
         .context("ensuring the room")?;
     }
     change_membership(conn, batch)?;
+    if let Some(group) = &batch.group_state {
+        save_group_state(conn, group)?;
+    }
     let woken = deliver(conn, &batch.deliveries)?;
     queue_outbound(conn, batch)?;
     let mut mark = conn
@@ -168,6 +218,14 @@ fn change_membership(conn: &Connection, batch: &Batch) -> Result<()> {
         .context("changing room membership")?;
     for (room, domain) in &batch.room_domains_add {
         add.execute([room, domain]).map_err(fk_error)?;
+    }
+    let mut remove = conn
+        .prepare_cached("DELETE FROM room_domains WHERE room = ?1 AND domain = ?2")
+        .context("changing room membership")?;
+    for (room, domain) in &batch.room_domains_remove {
+        remove
+            .execute([room, domain])
+            .context("changing room membership")?;
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Every time is an integer in the unit the trait gives it: link code expiry,
 /// outbound retry times and KeyPackage route times in seconds; dedup, echo mark and
@@ -153,6 +153,16 @@ CREATE INDEX echo_marks_by_age ON echo_marks (created_at);
 
 /// Opens (creating if needed) the database for the writer, configures it for
 /// durability and brings the schema up to date.
+/// Version 2: the public MLS group state each provider tracks per room (issue 3).
+const V2: &str = "
+CREATE TABLE room_groups (
+    room       TEXT PRIMARY KEY REFERENCES rooms (room),
+    epoch      INTEGER NOT NULL,
+    snapshot   BLOB NOT NULL,
+    group_info BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path).context("opening the database")?;
     configure(&conn)?;
