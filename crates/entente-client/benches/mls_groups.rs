@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p entente-client --bench mls_groups
 //! ENTENTE_BENCH_10K=1 cargo bench -p entente-client --bench mls_groups   # adds 10,000
+//! ENTENTE_BENCH_DIR=/some/dir ...   # where the databases go (default: a temporary directory)
 //! ```
 //!
 //! Two flavours run the same MLS operations with the same group configuration
@@ -73,12 +74,19 @@ fn sizes() -> Vec<usize> {
 }
 
 fn mls_groups(c: &mut Criterion) {
-    let scratch = tempfile::tempdir().unwrap();
+    // The databases live on disk, where the client keeps them: what a commit costs
+    // depends on the file system's fsync. ENTENTE_BENCH_DIR picks the directory
+    // (kept afterwards, to inspect); by default a temporary one.
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = match std::env::var_os("ENTENTE_BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => tmp.path().to_owned(),
+    };
     for n in sizes() {
         let plain: OnceCell<Fixture<Snapshot>> = OnceCell::new();
         let entente: OnceCell<EntenteFixture> = OnceCell::new();
         let plain = || plain.get_or_init(|| build_plain(n));
-        let entente = || entente.get_or_init(|| build_entente(n, scratch.path()));
+        let entente = || entente.get_or_init(|| build_entente(n, &scratch));
         let setup = |g: &mut criterion::BenchmarkGroup<'_, _>| {
             g.sample_size(10);
             g.warm_up_time(Duration::from_millis(if n >= 1000 { 500 } else { 1000 }));

@@ -207,24 +207,41 @@ impl Client {
         user: &UserId,
         role: u32,
     ) -> Result<(), ClientError> {
+        self.invite_many(room, std::slice::from_ref(user), role)
+            .await
+    }
+
+    /// Adds several users in one commit, each with `role` (users who are
+    /// participants already keep theirs), with every device of theirs that has a
+    /// KeyPackage, and any of our own devices not yet in the room.
+    pub async fn invite_many(
+        &mut self,
+        room: &RoomId,
+        users: &[UserId],
+        role: u32,
+    ) -> Result<(), ClientError> {
         self.require_room(room)?;
         // Devices already in the group cannot be added again: MLS refuses a
         // duplicate signature key.
         let members = self.member_clients(room)?;
         let mut kps = Vec::new();
-        for kp in self.claim_key_packages(room, user).await? {
-            if !members.contains(&crate::rooms::kp_client(&kp)?) {
-                kps.push(kp);
+        for user in users {
+            let mut theirs = Vec::new();
+            for kp in self.claim_key_packages(room, user).await? {
+                if !members.contains(&crate::rooms::kp_client(&kp)?) {
+                    theirs.push(kp);
+                }
             }
-        }
-        if kps.is_empty() {
-            return Err(ClientError::Usage(format!(
-                "{} has no device that can be added right now (all are in the room already, or have no KeyPackages)",
-                user.handle()
-            )));
+            if theirs.is_empty() {
+                return Err(ClientError::Usage(format!(
+                    "{} has no device that can be added right now (all are in the room already, or have no KeyPackages)",
+                    user.handle()
+                )));
+            }
+            kps.extend(theirs);
         }
         let own = self.id.user().clone();
-        if &own != user {
+        if !users.contains(&own) {
             for kp in self
                 .claim_key_packages(room, &own)
                 .await
@@ -236,7 +253,7 @@ impl Client {
                 }
             }
         }
-        let user = user.clone();
+        let users = users.to_vec();
         self.commit_change(room, move |group, state| {
             let present = leaves(group)?;
             let adds: Vec<KeyPackage> = kps
@@ -248,8 +265,10 @@ impl Client {
                 })
                 .cloned()
                 .collect();
-            if state.role_of(&user) == roles::NONE {
-                state.set_role(&user, role);
+            for user in &users {
+                if state.role_of(user) == roles::NONE {
+                    state.set_role(user, role);
+                }
             }
             Ok(Plan {
                 adds,
@@ -257,6 +276,65 @@ impl Client {
             })
         })
         .await
+    }
+
+    /// Adds our user's other devices that are not yet in them to all the rooms
+    /// this device is in (after linking a new device). Returns in how many rooms
+    /// devices were added.
+    pub async fn add_own_devices_everywhere(&mut self) -> Result<usize, ClientError> {
+        let own = self.id.user().clone();
+        let mut added = 0;
+        for summary in self.rooms()? {
+            let room = summary.room;
+            let present = self.member_clients(&room)?;
+            let kps: Vec<KeyPackage> = self
+                .claim_key_packages(&room, &own)
+                .await?
+                .into_iter()
+                .filter(|kp| {
+                    crate::rooms::kp_client(kp)
+                        .map(|c| !present.contains(&c))
+                        .unwrap_or(false)
+                })
+                .collect();
+            if kps.is_empty() {
+                continue;
+            }
+            self.commit_change(&room, move |group, _state| {
+                let present = leaves(group)?;
+                Ok(Plan {
+                    adds: kps
+                        .iter()
+                        .filter(|kp| {
+                            crate::rooms::kp_client(kp)
+                                .map(|c| !present.iter().any(|(_, p)| p == &c))
+                                .unwrap_or(false)
+                        })
+                        .cloned()
+                        .collect(),
+                    removals: Vec::new(),
+                })
+            })
+            .await?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Removes a device (typically a lost one of ours) from every room this
+    /// device shares with it. Returns from how many rooms it was removed.
+    pub async fn remove_device_everywhere(
+        &mut self,
+        device: &ClientId,
+    ) -> Result<usize, ClientError> {
+        let mut removed = 0;
+        for summary in self.rooms()? {
+            if self.member_clients(&summary.room)?.contains(device) {
+                self.remove_device(&summary.room, device).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes `user` and all their devices from the room.

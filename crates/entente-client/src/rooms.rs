@@ -676,6 +676,22 @@ impl Client {
         })
     }
 
+    /// Tries to read a FanoutMessage obtained out of band (from a backup, or a test
+    /// that captured it) with this device's current state, then rolls everything
+    /// back: nothing about the device changes. Issuer keys must already be pinned.
+    pub fn inspect_fanout(
+        &self,
+        room: &RoomId,
+        fanout: &[u8],
+    ) -> Result<Option<Event>, ClientError> {
+        let f = frames::parse_fanout(fanout)?;
+        let conn = self.db();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let result = self.apply_fanout(&conn, &room.to_string(), f);
+        conn.execute_batch("ROLLBACK").map_err(storage)?;
+        result
+    }
+
     /// Applies one fanout message inside the caller's transaction. Synchronous: all
     /// issuer keys needed were fetched beforehand.
     fn apply_fanout(
