@@ -321,7 +321,7 @@ const MAX_PREFETCH_DOMAINS: usize = 16;
 /// Finds `mimi://<domain>/d/` client URIs in encoded bytes (certificates are
 /// embedded verbatim in credentials). Only used to prefetch issuer keys; every
 /// certificate is still fully verified.
-fn domains_in(bytes: &[u8]) -> Vec<Domain> {
+pub(crate) fn domains_in(bytes: &[u8]) -> Vec<Domain> {
     let needle = b"mimi://";
     let mut out = Vec::new();
     let mut i = 0;

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod external;
 mod frames;
 mod keys;
 mod manage;

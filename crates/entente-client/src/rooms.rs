@@ -88,7 +88,7 @@ pub(crate) fn create_config(
         .build())
 }
 
-fn join_config() -> MlsGroupJoinConfig {
+pub(crate) fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(false)
         .max_past_epochs(MAX_PAST_EPOCHS)
@@ -856,7 +856,7 @@ impl Client {
     }
 
     /// Verifies a credential with an issuer key that is already pinned.
-    fn verify_leaf_sync(
+    pub(crate) fn verify_leaf_sync(
         &self,
         conn: &Connection,
         credential: &openmls::prelude::Credential,

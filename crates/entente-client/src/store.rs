@@ -5,9 +5,17 @@
 //! Processing one inbox item is one transaction: the MLS state change, the history
 //! row and the cursor commit together, so a crash never half-applies a message and a
 //! redelivered item is recognised and skipped.
+//!
+//! [`GroupCache`] keeps groups decoded between operations and runs each operation
+//! in one transaction; [`pinned_issuers`] reads the issuer keys that credentials are
+//! verified with.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use entente_core::identity::IssuerPublicKey;
+use entente_wire::ids::Domain;
+use openmls::prelude::{GroupId, MlsGroup};
 use openmls_rust_crypto::RustCrypto;
 use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
 use openmls_traits::OpenMlsProvider;
@@ -149,6 +157,145 @@ pub fn open(path: &Path) -> Result<Connection, ClientError> {
     Ok(conn)
 }
 
+/// MLS groups kept decoded in memory between operations.
+///
+/// OpenMLS writes every change to a group through to storage, so once an operation
+/// has committed, the group in memory is the group in the database. Loading a group
+/// decodes its whole ratchet tree (1.5 MB of JSON for 1,000 members); keeping it
+/// spares that on every message sent or received and every commit.
+///
+/// Groups are reached only inside [`GroupCache::transaction`], which keeps memory
+/// and database together:
+/// - a transaction that fails is rolled back and the cache emptied: its groups may
+///   hold changes the database no longer has;
+/// - a transaction that starts after another connection to the database committed
+///   (`PRAGMA data_version` changed) starts with an empty cache.
+///
+/// The one thing it cannot see is a change to a group made on the same connection
+/// without it (`MlsGroup::load` and a write outside the cache): every operation on
+/// a group must go through the cache, or a stale group could reuse a ratchet
+/// generation.
+#[derive(Default)]
+pub struct GroupCache {
+    groups: HashMap<GroupId, MlsGroup>,
+    data_version: Option<i64>,
+}
+
+/// Most groups kept; past this the cache starts over.
+const MAX_CACHED_GROUPS: usize = 64;
+
+impl GroupCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction (one fsync, and a crash
+    /// applies all or nothing): commits if it returns `Ok`, otherwise rolls back
+    /// and forgets every cached group.
+    pub fn transaction<T>(
+        &mut self,
+        conn: &Connection,
+        f: impl FnOnce(&mut CachedTransaction<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let result = self.revalidate(conn).and_then(|()| {
+            let mut tx = CachedTransaction { cache: self, conn };
+            f(&mut tx)
+        });
+        let result = result.and_then(|v| conn.execute_batch("COMMIT").map_err(storage).map(|()| v));
+        if result.is_err() {
+            // After a failed COMMIT, SQLite may have rolled back already.
+            let _ = conn.execute_batch("ROLLBACK");
+            self.groups.clear();
+        }
+        result
+    }
+
+    /// Empties the cache if another connection committed since it was filled. The
+    /// caller holds the write lock, so nobody else commits until it is done.
+    fn revalidate(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        let version: i64 = conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(storage)?;
+        if self.data_version != Some(version) {
+            self.groups.clear();
+            self.data_version = Some(version);
+        }
+        Ok(())
+    }
+}
+
+/// A transaction of [`GroupCache::transaction`]: the connection and the groups.
+pub struct CachedTransaction<'a> {
+    cache: &'a mut GroupCache,
+    conn: &'a Connection,
+}
+
+impl<'a> CachedTransaction<'a> {
+    pub fn conn(&self) -> &'a Connection {
+        self.conn
+    }
+
+    /// The group, from memory or loaded from the database; `None` if the database
+    /// does not have it.
+    pub fn group(&mut self, group_id: &GroupId) -> Result<Option<&mut MlsGroup>, ClientError> {
+        let groups = &mut self.cache.groups;
+        if !groups.contains_key(group_id) {
+            let storage: SqliteStorageProvider<JsonCodec, &Connection> =
+                SqliteStorageProvider::new(self.conn);
+            let Some(group) = MlsGroup::load(&storage, group_id)
+                .map_err(|e| ClientError::Storage(format!("loading a group: {e}")))?
+            else {
+                return Ok(None);
+            };
+            if groups.len() >= MAX_CACHED_GROUPS {
+                groups.clear();
+            }
+            groups.insert(group_id.clone(), group);
+        }
+        Ok(groups.get_mut(group_id))
+    }
+
+    /// Keeps a group that was just created or joined (and so is in the database).
+    pub fn insert(&mut self, group: MlsGroup) -> &mut MlsGroup {
+        let groups = &mut self.cache.groups;
+        if groups.len() >= MAX_CACHED_GROUPS {
+            groups.clear();
+        }
+        let id = group.group_id().clone();
+        groups.entry(id).insert_entry(group).into_mut()
+    }
+
+    /// Forgets a group (one deleted from the database).
+    pub fn remove(&mut self, group_id: &GroupId) {
+        self.cache.groups.remove(group_id);
+    }
+}
+
+/// The pinned issuer keys of all domains, read at once: verifying a Welcome's
+/// credentials needs them for every leaf.
+pub fn pinned_issuers(conn: &Connection) -> Result<HashMap<Domain, IssuerPublicKey>, ClientError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT domain, key FROM issuers")
+        .map_err(storage)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(storage)?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (domain, key) = row.map_err(storage)?;
+        let domain: Domain = domain
+            .parse()
+            .map_err(|e| ClientError::Storage(format!("pinned issuer domain {domain}: {e}")))?;
+        let key = IssuerPublicKey::from_bytes(domain.clone(), &key)
+            .map_err(|e| ClientError::Storage(format!("pinned issuer key of {domain}: {e}")))?;
+        out.insert(domain, key);
+    }
+    Ok(out)
+}
+
 pub(crate) fn storage(e: rusqlite::Error) -> ClientError {
     ClientError::Storage(e.to_string())
 }
@@ -171,4 +318,110 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(
     )
     .map(|_| ())
     .map_err(storage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openmls::prelude::{BasicCredential, CredentialWithKey, MlsGroupCreateConfig};
+    use openmls_basic_credential::SignatureKeyPair;
+
+    fn new_group(conn: &Connection, crypto: &RustCrypto) -> (GroupId, SignatureKeyPair) {
+        let provider = MlsProvider::new(crypto, conn);
+        let signer = SignatureKeyPair::new(entente_core::mls::SIGNATURE_SCHEME).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(b"test".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        let id = GroupId::from_slice(b"mimi://a.example/r/test");
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(entente_core::mls::CIPHERSUITE)
+            .build();
+        MlsGroup::new_with_group_id(&provider, &signer, &config, id.clone(), credential).unwrap();
+        (id, signer)
+    }
+
+    #[test]
+    fn cached_groups_follow_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.db");
+        let conn = open(&path).unwrap();
+        let crypto = RustCrypto::default();
+        let (id, signer) = new_group(&conn, &crypto);
+        let mut cache = GroupCache::new();
+
+        // Loaded once, then kept across committed transactions.
+        for _ in 0..2 {
+            cache
+                .transaction(&conn, |tx| {
+                    let provider = MlsProvider::new(&crypto, tx.conn);
+                    let group = tx.group(&id)?.unwrap();
+                    group.create_message(&provider, &signer, b"hi").unwrap();
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(cache.groups.len(), 1);
+        }
+
+        // A failed transaction is rolled back and the cache emptied.
+        let err = cache.transaction(&conn, |tx| {
+            let provider = MlsProvider::new(&crypto, tx.conn);
+            let group = tx.group(&id)?.unwrap();
+            group.create_message(&provider, &signer, b"lost").unwrap();
+            set_setting(tx.conn, "probe", "x")?;
+            Err::<(), _>(ClientError::Usage("fails".into()))
+        });
+        assert!(err.is_err());
+        assert!(cache.groups.is_empty());
+        assert_eq!(setting(&conn, "probe").unwrap(), None);
+
+        // Another connection's commit empties it too; our own commits do not.
+        cache
+            .transaction(&conn, |tx| tx.group(&id).map(|g| assert!(g.is_some())))
+            .unwrap();
+        let other = open(&path).unwrap();
+        set_setting(&other, "probe", "y").unwrap();
+        cache
+            .transaction(&conn, |tx| {
+                assert!(tx.cache.groups.is_empty());
+                set_setting(tx.conn, "probe", "z")?;
+                tx.group(&id).map(|g| assert!(g.is_some()))
+            })
+            .unwrap();
+        cache
+            .transaction(&conn, |tx| {
+                assert_eq!(tx.cache.groups.len(), 1);
+                Ok(())
+            })
+            .unwrap();
+
+        // A group that is not in the database is not made up.
+        cache
+            .transaction(&conn, |tx| {
+                assert!(tx.group(&GroupId::from_slice(b"other"))?.is_none());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn pinned_issuers_reads_every_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("client.db")).unwrap();
+        let mut keys = Vec::new();
+        for d in ["a.example", "b.example"] {
+            let key = entente_core::identity::IssuerKey::generate(d.parse().unwrap()).public();
+            conn.execute(
+                "INSERT INTO issuers (domain, key, first_seen) VALUES (?1, ?2, 0)",
+                params![d, key.to_bytes().to_vec()],
+            )
+            .unwrap();
+            keys.push(key);
+        }
+        let pinned = pinned_issuers(&conn).unwrap();
+        assert_eq!(pinned.len(), 2);
+        for k in keys {
+            assert_eq!(pinned.get(&k.domain), Some(&k));
+        }
+    }
 }

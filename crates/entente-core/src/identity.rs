@@ -127,6 +127,19 @@ impl IssuerKey {
         }
     }
 
+    /// MLS `SignWithLabel` with the issuer key: the hub signs MIMI responses
+    /// (such as a GroupInfoResponse) with it, and clients check them against the
+    /// issuer key they pinned for the hub's domain.
+    pub fn sign_with_label(
+        &self,
+        label: &str,
+        content: &[u8],
+    ) -> Result<Vec<u8>, crate::mls::MlsCheckError> {
+        use ed25519_dalek::Signer as _;
+        let msg = crate::mls::sign_content(label, content)?;
+        Ok(self.key.sign(&msg).to_bytes().to_vec())
+    }
+
     /// Certifies `signature_key` as the key of `client`, valid in
     /// `[not_before, not_after]` (seconds since the UNIX epoch).
     ///
@@ -349,8 +362,26 @@ impl ClientCertificate {
         &self.signature_key
     }
 
+    pub fn not_before(&self) -> u64 {
+        self.not_before
+    }
+
     pub fn not_after(&self) -> u64 {
         self.not_after
+    }
+
+    /// Checks the validity period at `now` (seconds since the UNIX epoch), with the
+    /// error [`UnverifiedCertificate::verify`] gives.
+    pub fn check_validity(&self, now: u64) -> Result<(), CertificateError> {
+        if now < self.not_before || now > self.not_after {
+            return Err(CertificateError::Expired {
+                client: self.client.to_string(),
+                not_before: self.not_before,
+                not_after: self.not_after,
+                now,
+            });
+        }
+        Ok(())
     }
 
     /// The encoded certificate, as carried in an MLS credential.

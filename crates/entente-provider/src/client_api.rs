@@ -40,12 +40,16 @@ pub fn router(state: AppState) -> Router {
             "/v1/key-packages",
             post(upload_key_packages).get(key_package_status),
         )
-        .route("/v1/rooms", post(crate::hub::create_room))
+        .route("/v1/rooms", post(crate::hub::create_room).get(user_rooms))
         .route(
             "/v1/rooms/{room}/key-material",
             post(crate::hub::client_key_material),
         )
         .route("/v1/rooms/{room}/update", post(crate::hub::client_update))
+        .route(
+            "/v1/rooms/{room}/group-info",
+            post(crate::hub::client_group_info),
+        )
         .route("/v1/rooms/{room}/messages", post(crate::hub::client_submit))
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/ack", post(ack))
@@ -368,6 +372,17 @@ async fn key_package_status(
         available,
         has_last_resort,
     }))
+}
+
+/// `GET /v1/rooms`: the rooms the caller's user is in, so that a new device can
+/// join them.
+async fn user_rooms(
+    State(state): State<AppState>,
+    a: Authed,
+) -> Result<Json<entente_wire::api::UserRooms>, Failure> {
+    let user = a.client.user.clone();
+    let rooms = state.db(move |s| s.user_rooms(&user)).await?;
+    Ok(Json(entente_wire::api::UserRooms { rooms }))
 }
 
 #[derive(Deserialize)]

@@ -54,8 +54,9 @@ pub fn spec() -> Value {
                 "get": op("How many KeyPackages the provider holds for this client", true, None, "KeyPackageStatus"),
                 "post": op("Upload single-use KeyPackages and a last-resort one", true, Some("UploadKeyPackages"), "KeyPackageStatus")
             },
-            "/v1/rooms": { "post": op("Create a room hubbed by this provider: the client has created the MLS group (epoch 0, itself the only member, the room state in its GroupContext) under a room id on this provider's domain", true, Some("CreateRoomCall"), "CreateRoomResponse") },
+            "/v1/rooms": { "get": op("The rooms the caller's user is in (for a new device to join them by external commit)", true, None, "UserRooms"), "post": op("Create a room hubbed by this provider: the client has created the MLS group (epoch 0, itself the only member, the room state in its GroupContext) under a room id on this provider's domain", true, Some("CreateRoomCall"), "CreateRoomResponse") },
             "/v1/rooms/{room}/key-material": { "post": with_room(op("Claim KeyPackages of a user through the room's hub (MIMI keyMaterial)", true, Some("KeyMaterialCall"), "KeyMaterialResult")) },
+            "/v1/rooms/{room}/group-info": { "post": with_room(op("Claim the room's GroupInfo and ratchet tree for an external join (MIMI groupInfo, section 5.6); the answer is a GroupInfoResponse", true, Some("GroupInfoCall"), "HubAnswer")) },
             "/v1/rooms/{room}/update": { "post": with_room(op("Submit a commit with its Welcome and GroupInfo, or standalone proposals (MIMI update); the hub checks it against MLS and the room policy", true, Some("UpdateCall"), "HubAnswer")) },
             "/v1/rooms/{room}/messages": { "post": with_room(op("Submit an application message (MIMI submitMessage)", true, Some("SubmitCall"), "HubAnswer")) },
             "/v1/inbox": { "get": {
@@ -101,6 +102,8 @@ pub fn spec() -> Value {
                 "CreateRoomResponse": { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } } },
                 "KeyMaterialCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI KeyMaterialRequest") } },
                 "KeyMaterialResult": { "type": "object", "required": ["response"], "properties": { "response": b64("MIMI KeyMaterialResponse") } },
+                "UserRooms": { "type": "object", "required": ["rooms"], "properties": { "rooms": { "type": "array", "items": { "type": "string" } } } },
+                "GroupInfoCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI GroupInfoRequest") } },
                 "CreateRoomCall": { "type": "object", "required": ["room", "group_info", "ratchet_tree"], "properties": { "room": { "type": "string", "description": "mimi://<this provider's domain>/r/<id>" }, "group_info": b64("MLSMessage carrying the epoch-0 GroupInfo"), "ratchet_tree": b64("the group's ratchet tree") } },
                 "UpdateCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI UpdateRequest") } },
                 "SubmitCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI SubmitMessageRequest") } },

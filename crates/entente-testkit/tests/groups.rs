@@ -588,3 +588,66 @@ async fn hub_down_means_no_changes_then_recovery() -> Result<()> {
     fed.shutdown().await;
     Ok(())
 }
+
+/// A user's new device joins all their rooms by itself, by external commit
+/// (claiming the GroupInfo from each room's hub, section 5.6), including a room
+/// hubbed by another provider. A stranger's device is refused by the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_device_joins_by_external_commit() -> Result<()> {
+    let fed = Federation::start(&["a.example", "b.example", "c.example"]).await?;
+    let mut laptop = register(&fed, "alice@a.example", "laptop").await?;
+    let mut bob = register(&fed, "bob@b.example", "phone").await?;
+    let mut carol = register(&fed, "carol@c.example", "desktop").await?;
+    let r1 = laptop.create_room_named("hubbed at a").await?;
+    laptop.invite(&r1, bob.user()).await?;
+    let r2 = bob.create_room_named("hubbed at b").await?;
+    bob.invite(&r2, laptop.user()).await?;
+    wait_joined(&mut bob, &r1).await?;
+    wait_joined(&mut laptop, &r2).await?;
+
+    let code = laptop.link_code().await?;
+    let mut phone = Client::register(
+        fed.client_options("a.example", "alice-phone")?,
+        laptop.user(),
+        "phone",
+        Some(&code),
+    )
+    .await?;
+    let mut joined = phone.join_my_rooms().await?;
+    joined.sort_by_key(ToString::to_string);
+    let mut want = vec![r1.clone(), r2.clone()];
+    want.sort_by_key(ToString::to_string);
+    ensure!(joined == want, "the phone joined {joined:?}");
+
+    // Everyone sees the phone; messages reach it in both rooms.
+    for r in [&r1, &r2] {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            bob.sync().await?;
+            let n = bob
+                .participants(r)?
+                .iter()
+                .find(|p| p.user == *laptop.user())
+                .map_or(0, |p| p.clients.len());
+            if n == 2 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "Bob never saw the phone in {r}");
+            tokio::time::sleep(POLL).await;
+        }
+        bob.send_text(r, "hello phone", false).await?;
+        wait_text(&mut phone, r, "hello phone").await?;
+        wait_text(&mut laptop, r, "hello phone").await?;
+    }
+    phone.send_text(&r2, "from the phone", false).await?;
+    wait_text(&mut bob, &r2, "from the phone").await?;
+
+    // Carol is not a participant: the hub will not give her the group.
+    match carol.join_external(&r1).await {
+        Err(ClientError::Provider { code, .. }) if code == "not_authorized" => {}
+        other => bail!("a stranger's external join was not refused: {other:?}"),
+    }
+    ensure!(carol.rooms()?.is_empty());
+    fed.shutdown().await;
+    Ok(())
+}

@@ -35,6 +35,10 @@ pub fn router(state: AppState) -> Router {
             &format!("{MIMI_PREFIX}/groupState/{{room}}"),
             post(group_state),
         )
+        .route(
+            &format!("{MIMI_PREFIX}/groupInfo/{{room}}"),
+            post(group_info),
+        )
         .with_state(state)
 }
 
@@ -78,6 +82,7 @@ async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
         "notify": format!("{base}/notify/{{roomId}}"),
         "submitMessage": format!("{base}/submitMessage/{{roomId}}"),
         "groupState": format!("{base}/groupState/{{roomId}}"),
+        "groupInfo": format!("{base}/groupInfo/{{roomId}}"),
     }))
 }
 
@@ -149,5 +154,17 @@ async fn group_state(
 ) -> Result<Response, Failure> {
     let room = room_param(&room)?;
     let r = hub::serve_group_state(&state, &room, &peer).await?;
+    Ok(mimi_response(StatusCode::OK, r))
+}
+
+/// MIMI `groupInfo` (section 5.6), from a follower on behalf of its client.
+async fn group_info(
+    State(state): State<AppState>,
+    Peer(peer): Peer,
+    Path(room): Path<String>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let room = room_param(&room)?;
+    let r = hub::serve_group_info(&state, &room, &body, Submitter::Peer(peer)).await?;
     Ok(mimi_response(StatusCode::OK, r))
 }

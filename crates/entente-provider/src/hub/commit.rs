@@ -305,13 +305,15 @@ async fn accept_commit(
     };
     // Everyone who was in the group gets the commit (the removed learn of it);
     // the followers that had members get it by notify.
+    // Followers new to the room by an external join learn of it from the commit.
+    let notified: Vec<String> = before_domains.union(&after_domains).cloned().collect();
     let before_domains: Vec<String> = before_domains.into_iter().collect();
     fan_out(
         &mut batch,
         room,
         before_local.iter().cloned().collect(),
         &from,
-        &before_domains,
+        &notified,
         &commit_fanout,
     );
     for c in after_local.difference(&before_local) {

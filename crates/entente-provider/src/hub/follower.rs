@@ -164,6 +164,11 @@ pub async fn receive_notify(
                         .collect(),
                     payload: item.fanout_bytes.clone(),
                 });
+                if guard.is_none() {
+                    // A room we did not follow: one of our clients joined it
+                    // externally. Start from the hub's state.
+                    refetch = true;
+                }
                 if let Some(t) = guard.as_mut()
                     && !refetch
                 {

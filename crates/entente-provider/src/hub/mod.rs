@@ -22,11 +22,13 @@ use crate::state::{AppState, now_ms};
 use crate::store::{Batch, BatchOutcome, ClientRecord, Dedup, Delivery, NewOutbound, RoomRecord};
 
 mod commit;
+mod external;
 mod follower;
 mod keys;
 mod wire;
 
 pub use commit::{accept_update, create_room, tracked};
+pub use external::{client_group_info, serve_group_info};
 pub use follower::{receive_notify, serve_group_state};
 pub use keys::key_material;
 
@@ -161,7 +163,11 @@ async fn to_hub(
     let room: RoomId = room
         .parse()
         .map_err(|e| Failure::bad_request(format!("room: {e}")))?;
-    require_local_member(state, &room, &a.client.client).await?;
+    // A device that is not in the room yet may send an external commit; the hub
+    // checks every commit against the group and the policy, whoever relays it.
+    if matches!(endpoint, HubEndpoint::SubmitMessage) {
+        require_local_member(state, &room, &a.client.client).await?;
+    }
     let response = if !state.is_local(room.domain()) {
         relay(state, &room, endpoint, request, &a.client).await?
     } else {

@@ -226,6 +226,9 @@ pub trait Store: Send + Sync + 'static {
     fn room(&self, room: &Uri) -> Result<Option<RoomRecord>>;
     fn room_clients(&self, room: &Uri) -> Result<Vec<String>>;
     fn room_domains(&self, room: &Uri) -> Result<Vec<String>>;
+    /// The rooms in which any client of `user` is a member (as this provider
+    /// tracks them), for a user's new device to join.
+    fn user_rooms(&self, user: &Uri) -> Result<Vec<String>>;
     /// When a dedup key was first recorded, if it was.
     fn dedup_seen(&self, scope: &str, key: &[u8; 32]) -> Result<Option<u64>>;
     /// The client that submitted the message with this hash, if one of ours did.

@@ -174,6 +174,10 @@ impl Store for SqliteStore {
         self.readers.read(|conn| rooms::room_domains(conn, room))
     }
 
+    fn user_rooms(&self, user: &Uri) -> Result<Vec<String>> {
+        self.readers.read(|conn| rooms::user_rooms(conn, user))
+    }
+
     fn dedup_seen(&self, scope: &str, key: &[u8; 32]) -> Result<Option<u64>> {
         self.readers
             .read(|conn| rooms::dedup_seen(conn, scope, key))

@@ -94,6 +94,17 @@ pub(super) fn room_domains(conn: &Connection, room: &str) -> Result<Vec<String>>
         .context("reading a room's domains")
 }
 
+pub(super) fn user_rooms(conn: &Connection, user: &str) -> Result<Vec<String>> {
+    conn.prepare_cached(
+        "SELECT DISTINCT rc.room FROM room_clients rc JOIN clients c ON c.client = rc.client
+         WHERE c.user = ?1 ORDER BY rc.room",
+    )
+    .context("reading a user's rooms")?
+    .query_map([user], |row| row.get(0))
+    .and_then(Iterator::collect)
+    .context("reading a user's rooms")
+}
+
 pub(super) fn dedup_seen(conn: &Connection, scope: &str, key: &[u8; 32]) -> Result<Option<u64>> {
     conn.prepare_cached("SELECT accepted_at FROM dedup WHERE scope = ?1 AND key = ?2")
         .context("checking a dedup key")?
