@@ -337,6 +337,36 @@ impl Client {
         Ok(removed)
     }
 
+    /// Revokes a lost device of our user: removes it from every room we share with
+    /// it, then has our provider delete it (it can no longer authenticate, and its
+    /// KeyPackages and undelivered inbox are gone). Returns from how many rooms it
+    /// was removed.
+    pub async fn revoke_device(&mut self, device: &ClientId) -> Result<usize, ClientError> {
+        if device.user() != self.id.user() {
+            return Err(ClientError::Usage(format!(
+                "{device} is not a device of {}",
+                self.id.user().handle()
+            )));
+        }
+        if device == &self.id {
+            return Err(ClientError::Usage(
+                "revoke a device from another one of your devices".into(),
+            ));
+        }
+        let removed = self.remove_device_everywhere(device).await?;
+        let _: serde_json::Value = self
+            .signed::<(), _>(
+                reqwest::Method::DELETE,
+                &format!(
+                    "/v1/devices/{}",
+                    entente_wire::api::path_segment(&device.to_string())
+                ),
+                None,
+            )
+            .await?;
+        Ok(removed)
+    }
+
     /// Removes `user` and all their devices from the room.
     pub async fn remove_participant(
         &mut self,

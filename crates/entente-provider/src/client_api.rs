@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/providers/{domain}", get(remote_provider_info))
         .route("/v1/register", post(register))
         .route("/v1/devices/link-code", post(link_code))
+        .route("/v1/devices/{client}", axum::routing::delete(revoke_device))
         .route(
             "/v1/key-packages",
             post(upload_key_packages).get(key_package_status),
@@ -280,6 +281,30 @@ async fn register(
         client: client.to_string(),
         certificate: cert.to_bytes().to_vec(),
     }))
+}
+
+/// `DELETE /v1/devices/{client}`: revokes a device of the caller's user (a lost
+/// one, or the caller itself): it can no longer authenticate, its KeyPackages and
+/// inbox are deleted. Removing it from rooms is a commit by another device
+/// (`Client::revoke_device` does both).
+async fn revoke_device(
+    State(state): State<AppState>,
+    Path(client): Path<String>,
+    a: Authed,
+) -> Result<Json<serde_json::Value>, Failure> {
+    let target: ClientId = client
+        .parse()
+        .map_err(|e| Failure::bad_request(format!("client: {e}")))?;
+    if target.user().to_string() != a.client.user {
+        return Err(Failure::forbidden(
+            "you can only revoke your own user's devices",
+        ));
+    }
+    let t = target.to_string();
+    state.db(move |s| s.remove_client(&t)).await?;
+    state.clients.remove(&target.to_string());
+    tracing::info!("device revoked");
+    Ok(Json(serde_json::json!({ "revoked": target.to_string() })))
 }
 
 async fn link_code(

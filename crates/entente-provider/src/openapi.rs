@@ -50,6 +50,11 @@ pub fn spec() -> Value {
             } },
             "/v1/register": { "post": op("Create an account with its first device, or add a device with a link code", false, Some("RegisterRequest"), "RegisterResponse") },
             "/v1/devices/link-code": { "post": op("A one-time code for adding a device", true, None, "LinkCodeResponse") },
+            "/v1/devices/{client}": { "delete": {
+                "summary": "Revoke a device of your user (a lost one): it can no longer authenticate; its KeyPackages and inbox are deleted",
+                "parameters": [{ "name": "client", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": op("", true, None, "Revoked")["responses"].clone()
+            } },
             "/v1/key-packages": {
                 "get": op("How many KeyPackages the provider holds for this client", true, None, "KeyPackageStatus"),
                 "post": op("Upload single-use KeyPackages and a last-resort one", true, Some("UploadKeyPackages"), "KeyPackageStatus")
@@ -102,6 +107,7 @@ pub fn spec() -> Value {
                 "CreateRoomResponse": { "type": "object", "required": ["room"], "properties": { "room": { "type": "string" } } },
                 "KeyMaterialCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI KeyMaterialRequest") } },
                 "KeyMaterialResult": { "type": "object", "required": ["response"], "properties": { "response": b64("MIMI KeyMaterialResponse") } },
+                "Revoked": { "type": "object", "required": ["revoked"], "properties": { "revoked": { "type": "string" } } },
                 "UserRooms": { "type": "object", "required": ["rooms"], "properties": { "rooms": { "type": "array", "items": { "type": "string" } } } },
                 "GroupInfoCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI GroupInfoRequest") } },
                 "CreateRoomCall": { "type": "object", "required": ["room", "group_info", "ratchet_tree"], "properties": { "room": { "type": "string", "description": "mimi://<this provider's domain>/r/<id>" }, "group_info": b64("MLSMessage carrying the epoch-0 GroupInfo"), "ratchet_tree": b64("the group's ratchet tree") } },

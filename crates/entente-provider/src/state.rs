@@ -77,6 +77,13 @@ impl ClientCache {
             .cloned()
     }
 
+    pub fn remove(&self, client: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(client);
+    }
+
     pub fn insert(&self, record: crate::store::ClientRecord) {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= Self::MAX {

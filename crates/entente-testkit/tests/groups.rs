@@ -465,16 +465,24 @@ async fn new_device_joins_all_rooms_and_lost_device_is_removed() -> Result<()> {
         "the new device sees history from before its join"
     );
 
-    // The phone is lost: the laptop removes it everywhere.
-    let removed = laptop.remove_device_everywhere(phone.id()).await?;
+    // The phone is lost: the laptop removes it from every room and revokes it.
+    let phone_id = phone.id().clone();
+    let removed = laptop.revoke_device(&phone_id).await?;
     ensure!(removed == 2, "removed from {removed} rooms");
-    sync_until(&mut phone, "removal from both rooms", |es| {
-        es.iter()
-            .filter(|e| matches!(e, Event::Removed { .. }))
-            .count()
-            == 2
-    })
-    .await?;
+    match phone.sync().await {
+        Err(ClientError::Provider { status: 401, .. }) => {}
+        other => bail!("the revoked phone could still sync: {other:?}"),
+    }
+    let conn = rusqlite::Connection::open(fed.database_path("a.example")?)?;
+    let left: i64 = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM clients WHERE client = ?1)
+              + (SELECT COUNT(*) FROM key_packages WHERE client = ?1)
+              + (SELECT COUNT(*) FROM room_clients WHERE client = ?1)
+              + (SELECT COUNT(*) FROM inbox WHERE client = ?1)",
+        [phone_id.to_string()],
+        |r| r.get(0),
+    )?;
+    ensure!(left == 0, "{left} rows of the revoked phone remain");
     for r in [&r1, &r2] {
         let deadline = Instant::now() + DEADLINE;
         loop {

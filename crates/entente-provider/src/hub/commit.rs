@@ -349,6 +349,7 @@ async fn accept_commit(
         }
     }
     let next_epoch = staged.next.epoch();
+    super::drop_unknown_clients(state, std::slice::from_mut(&mut batch)).await?;
     match commit_batch(state, batch).await? {
         BatchOutcome::Applied { .. } => {
             *tracker = staged.next;
@@ -435,6 +436,7 @@ async fn accept_proposals(
         let f = wire::fanout(ts, m, None).map_err(|e| Failure::internal("fanout", e))?;
         fan_out(&mut batch, room, local.clone(), &from, &domains, &f);
     }
+    super::drop_unknown_clients(state, std::slice::from_mut(&mut batch)).await?;
     commit_batch(state, batch).await?;
     Ok(wire::update_success(ts))
 }

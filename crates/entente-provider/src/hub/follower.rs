@@ -239,6 +239,7 @@ pub async fn receive_notify(
         batches.push(fix);
         *guard = Some(t);
     }
+    super::drop_unknown_clients(state, &mut batches).await?;
     let n = batches.len() as u64;
     state
         .metrics

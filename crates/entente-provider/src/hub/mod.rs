@@ -341,6 +341,45 @@ pub(crate) fn fan_out(
     }
 }
 
+/// Drops membership additions and deliveries for clients we no longer have (a revoked device that
+/// is still in a group until some member removes it): they cannot receive anything,
+/// and the store refuses memberships of unknown clients.
+pub(crate) async fn drop_unknown_clients(
+    state: &AppState,
+    batches: &mut [Batch],
+) -> Result<(), Failure> {
+    let wanted: std::collections::BTreeSet<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.room_clients_add
+                .iter()
+                .map(|(_, c)| c.clone())
+                .chain(b.deliveries.iter().flat_map(|d| d.clients.iter().cloned()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let known: std::collections::BTreeSet<String> = state
+        .db(move |s| {
+            let mut known = std::collections::BTreeSet::new();
+            for c in wanted {
+                if s.client(&c)?.is_some() {
+                    known.insert(c);
+                }
+            }
+            Ok(known)
+        })
+        .await?;
+    for b in batches {
+        b.room_clients_add.retain(|(_, c)| known.contains(c));
+        for d in &mut b.deliveries {
+            d.clients.retain(|c| known.contains(c));
+        }
+    }
+    Ok(())
+}
+
 /// Applies a batch durably, then wakes the clients and the outbound worker it
 /// gave work to.
 pub(crate) async fn commit_batch(state: &AppState, batch: Batch) -> Result<BatchOutcome, Failure> {

@@ -181,6 +181,9 @@ pub trait Store: Send + Sync + 'static {
     /// is unknown, expired or for another user; `Conflict` if the client exists.
     fn add_client(&self, client: &ClientRecord, link_code_hash: &[u8; 32], now: u64) -> Result<()>;
     fn client(&self, client: &Uri) -> Result<Option<ClientRecord>>;
+    /// Revokes a client: deletes it with its KeyPackages, inbox and room
+    /// memberships. `NotFound` if unknown.
+    fn remove_client(&self, client: &Uri) -> Result<()>;
     fn user_clients(&self, user: &Uri) -> Result<Vec<ClientRecord>>;
     fn user_exists(&self, user: &Uri) -> Result<bool>;
     /// Stores a single-use link code for `user`, valid until `expires_at`.

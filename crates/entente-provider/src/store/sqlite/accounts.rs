@@ -34,6 +34,37 @@ pub(super) fn add_client(
     insert_client(conn, client)
 }
 
+pub(super) fn remove_client(conn: &Connection, client: &str) -> Result<()> {
+    for (what, sql) in [
+        (
+            "deleting a client's inbox",
+            "DELETE FROM inbox WHERE client = ?1",
+        ),
+        (
+            "deleting a client's KeyPackages",
+            "DELETE FROM key_packages WHERE client = ?1",
+        ),
+        (
+            "deleting a client's rooms",
+            "DELETE FROM room_clients WHERE client = ?1",
+        ),
+    ] {
+        conn.prepare_cached(sql)
+            .context(what)?
+            .execute([client])
+            .context(what)?;
+    }
+    let n = conn
+        .prepare_cached("DELETE FROM clients WHERE client = ?1")
+        .context("deleting a client")?
+        .execute([client])
+        .context("deleting a client")?;
+    if n == 0 {
+        return Err(StoreError::NotFound("client".into()));
+    }
+    Ok(())
+}
+
 pub(super) fn put_link_code(
     conn: &Connection,
     user: &str,

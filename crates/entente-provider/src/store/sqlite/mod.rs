@@ -82,6 +82,12 @@ impl Store for SqliteStore {
             .write(move |conn| accounts::create_account(conn, &client))
     }
 
+    fn remove_client(&self, client: &Uri) -> Result<()> {
+        let client = client.to_owned();
+        self.writer
+            .write(move |conn| accounts::remove_client(conn, &client))
+    }
+
     fn add_client(&self, client: &ClientRecord, link_code_hash: &[u8; 32], now: u64) -> Result<()> {
         let (client, hash) = (client.clone(), *link_code_hash);
         self.writer
