@@ -64,6 +64,8 @@ pub struct Member {
 pub struct Tracked {
     storage: MemoryStorage,
     group: PublicGroup,
+    /// The room state decoded from the GroupContext (checked on every message).
+    state: RoomState,
 }
 
 /// A commit that passed MLS validation and the room policy, not yet made durable.
@@ -152,7 +154,12 @@ impl Tracked {
                 group.ciphersuite()
             )));
         }
-        Ok(Tracked { storage, group })
+        let state = room_state_in(group.group_context().extensions().iter())?;
+        Ok(Tracked {
+            storage,
+            group,
+            state,
+        })
     }
 
     /// Restores a state from [`Tracked::snapshot`].
@@ -187,7 +194,12 @@ impl Tracked {
         let group = PublicGroup::load(&storage, &GroupId::from_slice(group_id))
             .map_err(internal)?
             .ok_or_else(|| TrackError::Internal("snapshot holds no group".into()))?;
-        Ok(Tracked { storage, group })
+        let state = room_state_in(group.group_context().extensions().iter())?;
+        Ok(Tracked {
+            storage,
+            group,
+            state,
+        })
     }
 
     /// The state as bytes, for the store.
@@ -241,7 +253,12 @@ impl Tracked {
 
     /// The room state in the GroupContext.
     pub fn room_state(&self) -> Result<RoomState, TrackError> {
-        room_state_in(self.group.group_context().extensions().iter())
+        Ok(self.state.clone())
+    }
+
+    /// The room state, borrowed.
+    pub fn state(&self) -> &RoomState {
+        &self.state
     }
 
     /// The current tree, to hand to external joiners and new followers.
@@ -378,9 +395,11 @@ impl Tracked {
             .map_err(internal)?
             .ok_or_else(|| TrackError::Internal("state vanished".into()))?;
         group.merge_commit(&copy, *staged).map_err(internal)?;
+        let state = room_state_in(group.group_context().extensions().iter())?;
         let next = Tracked {
             storage: copy,
             group,
+            state,
         };
         let after = next.members()?;
         let after_state = next.room_state()?;

@@ -276,10 +276,7 @@ pub async fn accept_submit(
                 format!("{room} has no tracked group"),
             ));
         };
-        let room_state = t
-            .room_state()
-            .map_err(|e| Failure::internal("room state", e))?;
-        if let Err(e) = entente_core::room::authorize_send(&room_state, &sender) {
+        if let Err(e) = entente_core::room::authorize_send(t.state(), &sender) {
             tracing::info!(reason = %e, "message refused by room policy");
             return Ok(wire::submit_not_allowed());
         }
