@@ -17,7 +17,7 @@ pub struct Common {
     home: Option<PathBuf>,
     /// Print JSON instead of text, for scripts.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -137,7 +137,7 @@ fn endpoint(cfg: &DeviceConfig) -> Result<Endpoint> {
     })
 }
 
-async fn open(c: &Common) -> Result<Client> {
+pub(crate) async fn open(c: &Common) -> Result<Client> {
     let dir = home(c);
     let cfg_path = dir.join("device.toml");
     let text = std::fs::read_to_string(&cfg_path).with_context(|| {
@@ -247,7 +247,7 @@ fn format_ts(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
 
-fn print_event(e: &Event, json: bool) {
+pub(crate) fn print_event(e: &Event, json: bool) {
     match e {
         Event::Message(m) => print_entry(m, json),
         Event::Joined { room, members } => {

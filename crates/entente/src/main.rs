@@ -3,8 +3,10 @@
 
 mod account;
 mod demo;
+mod group_load;
 mod load;
 mod provider_cmd;
+mod room_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,9 +56,29 @@ enum Command {
     /// Use an account: create it, chat, send, listen.
     #[command(flatten)]
     Account(account::AccountCommand),
+    /// Group rooms: create them, invite and remove people, roles, name and topic
+    ///
+    /// A room is named by its URI, as `entente room create` and `entente rooms`
+    /// print it. Whether a change is allowed depends on your role in the room:
+    /// members send and receive; admins also invite, remove, ban, change members'
+    /// roles and set the name and topic; owners can do everything.
+    ///
+    /// A typical session:
+    ///
+    ///   entente room create --name Team
+    ///   entente room invite mimi://a.example/r/0f3c... bob@b.example
+    ///   entente room invite mimi://a.example/r/0f3c... carol@c.example --role admin
+    ///   entente room topic mimi://a.example/r/0f3c... "Shipping 1.0 on Friday"
+    ///   entente room send mimi://a.example/r/0f3c... "Hello, team"
+    ///   entente room members mimi://a.example/r/0f3c...
+    #[command(subcommand, verbatim_doc_comment)]
+    Room(room_cmd::RoomCommand),
     /// Load test: push messages between users of two local providers and report
     /// throughput and latency.
     Load(load::LoadArgs),
+    /// Load test: one large room over several local providers; report join and
+    /// fan-out times.
+    LoadGroup(group_load::GroupLoadArgs),
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -100,7 +122,9 @@ fn main() -> ExitCode {
             Command::Provider(c) => provider_cmd::run(c).await,
             Command::Ca(c) => provider_cmd::run_ca(c),
             Command::Account(c) => account::run(c, cli.common).await,
+            Command::Room(c) => room_cmd::run(c, cli.common).await,
             Command::Load(a) => load::run(a).await,
+            Command::LoadGroup(a) => group_load::run(a).await,
         }
     });
     match result {

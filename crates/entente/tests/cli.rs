@@ -83,6 +83,10 @@ fn help_teaches() {
     }
     let text = stdout(&run(&["provider", "init", "--help"], dir.path()));
     assert!(text.contains("entente ca init"), "{text}");
+    let text = stdout(&run(&["room", "--help"], dir.path()));
+    assert!(text.contains("entente room create --name"), "{text}");
+    let text = stdout(&run(&["room", "invite", "--help"], dir.path()));
+    assert!(text.contains("entente room invite mimi://"), "{text}");
 }
 
 #[test]
@@ -320,4 +324,268 @@ fn local_federation_through_the_cli() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("entente account create"));
+}
+
+/// Starts one provider per domain, each peering with all the others. Returns the
+/// running providers and each domain's address.
+fn start_federation(d: &Path, domains: &[&str]) -> (Vec<Running>, Vec<String>) {
+    let addrs: Vec<String> = domains
+        .iter()
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    run(&["ca", "init", "--dir", "ca"], d);
+    let mut running = Vec::new();
+    for (i, domain) in domains.iter().enumerate() {
+        let mut args = vec![
+            "provider".to_owned(),
+            "init".into(),
+            "--domain".into(),
+            (*domain).into(),
+            "--dir".into(),
+            (*domain).into(),
+            "--listen".into(),
+            addrs[i].clone(),
+            "--ca".into(),
+            "ca".into(),
+        ];
+        for (j, peer) in domains.iter().enumerate() {
+            if j != i {
+                args.extend(["--peer".into(), format!("{peer}={}", addrs[j])]);
+            }
+        }
+        run(&args.iter().map(String::as_str).collect::<Vec<_>>(), d);
+        running.push(Running(
+            entente()
+                .args([
+                    "provider",
+                    "run",
+                    "--config",
+                    &format!("{domain}/provider.toml"),
+                ])
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    for a in &addrs {
+        wait_listening(a.rsplit(':').next().unwrap().parse().unwrap());
+    }
+    (running, addrs)
+}
+
+/// `entente --home HOME --json ARGS...`, which must succeed, as JSON.
+fn run_json(home: &str, args: &[&str], d: &Path) -> serde_json::Value {
+    let mut all = vec!["--home", home, "--json"];
+    all.extend_from_slice(args);
+    let text = stdout(&run(&all, d));
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{all:?} printed {text}: {e}"))
+}
+
+/// Runs `entente --home HOME --json ARGS...` until its JSON output satisfies
+/// `done`; delivery across providers is asynchronous.
+fn poll_json(
+    home: &str,
+    args: &[&str],
+    d: &Path,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = entente()
+            .args(["--home", home, "--json"])
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        if out.status.success()
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim())
+            && done(&v)
+        {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: entente {args:?} as {home} printed {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `(user, role)` of each participant in `room members --json` output.
+fn roles_of(members: &serde_json::Value) -> Vec<(String, String)> {
+    members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["user"].as_str().unwrap().to_owned(),
+                p["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(u, r)| ((*u).to_owned(), (*r).to_owned()))
+        .collect()
+}
+
+#[test]
+fn room_commands_across_three_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let domains = ["a.example", "b.example", "c.example"];
+    let (_providers, addrs) = start_federation(d, &domains);
+    for ((home, user), addr) in [
+        ("alice", "alice@a.example"),
+        ("bob", "bob@b.example"),
+        ("carol", "carol@c.example"),
+    ]
+    .into_iter()
+    .zip(&addrs)
+    {
+        run(
+            &[
+                "--home",
+                home,
+                "account",
+                "create",
+                user,
+                "--address",
+                addr,
+                "--ca",
+                "ca/ca.crt",
+            ],
+            d,
+        );
+    }
+
+    let created = run_json("alice", &["room", "create", "--name", "Team"], d);
+    assert_eq!(created["name"], "Team");
+    let room = created["room"].as_str().unwrap().to_owned();
+    assert!(room.starts_with("mimi://a.example/r/"), "{room}");
+    let members = run_json("alice", &["room", "members", &room], d);
+    assert_eq!(roles_of(&members), pairs(&[("alice@a.example", "owner")]));
+
+    run(
+        &["--home", "alice", "room", "invite", &room, "bob@b.example"],
+        d,
+    );
+    // Bob's device joins once the Welcome arrives from a.example.
+    poll_json("bob", &["room", "members", &room], d, "bob joins", |v| {
+        roles_of(v) == pairs(&[("alice@a.example", "owner"), ("bob@b.example", "member")])
+    });
+
+    // A member may not invite: the hub enforces the room policy, and the error
+    // says which capability is missing and what to do.
+    let out = entente()
+        .args(["--home", "bob", "room", "invite", &room, "carol@c.example"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "bob could invite: {err}");
+    assert!(err.contains("canAddParticipant"), "{err}");
+    assert!(err.contains("ask an admin or owner"), "{err}");
+
+    run(
+        &[
+            "--home",
+            "alice",
+            "room",
+            "invite",
+            &room,
+            "carol@c.example",
+        ],
+        d,
+    );
+    let members = run_json("alice", &["room", "members", &room], d);
+    assert_eq!(
+        roles_of(&members),
+        pairs(&[
+            ("alice@a.example", "owner"),
+            ("bob@b.example", "member"),
+            ("carol@c.example", "member"),
+        ])
+    );
+    for p in members.as_array().unwrap() {
+        assert_eq!(p["devices"].as_array().unwrap().len(), 1, "{p}");
+    }
+
+    run(
+        &["--home", "alice", "room", "name", &room, "Team Rocket"],
+        d,
+    );
+    run(&["--home", "alice", "room", "topic", &room, "Ship it"], d);
+    let info = poll_json(
+        "bob",
+        &["room", "info", &room],
+        d,
+        "bob sees the topic",
+        |v| v["topic"] == "Ship it",
+    );
+    assert_eq!(info["name"], "Team Rocket");
+    assert_eq!(info["participants"], 3);
+    let alice_info = run_json("alice", &["room", "info", &room], d);
+    assert_eq!(info["epoch"], alice_info["epoch"]);
+
+    run(
+        &[
+            "--home",
+            "alice",
+            "room",
+            "remove",
+            &room,
+            "carol@c.example",
+        ],
+        d,
+    );
+    let members = run_json("alice", &["room", "members", &room], d);
+    assert_eq!(
+        roles_of(&members),
+        pairs(&[("alice@a.example", "owner"), ("bob@b.example", "member")])
+    );
+    // Carol's device learns it was removed and says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = entente()
+            .args(["--home", "carol", "room", "info", &room])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && err.contains("this device is not in") {
+            assert!(err.contains("entente rooms"), "{err}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "carol is still in the room: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Bob leaves once he has seen Carol's removal; Alice's device, the only one
+    // left, commits his removal when she next syncs.
+    poll_json(
+        "bob",
+        &["room", "info", &room],
+        d,
+        "bob sees carol go",
+        |v| v["participants"] == 2,
+    );
+    run(&["--home", "bob", "room", "leave", &room], d);
+    poll_json(
+        "alice",
+        &["room", "members", &room],
+        d,
+        "bob is gone",
+        |v| roles_of(v) == pairs(&[("alice@a.example", "owner")]),
+    );
 }
