@@ -461,6 +461,12 @@ impl Client {
             if state.role(role).is_none() {
                 return Err(ClientError::Usage(format!("the room has no role {role}")));
             }
+            if state.role_of(&user) == roles::NONE {
+                return Err(ClientError::Usage(format!(
+                    "{} is not in the room; invite them instead",
+                    user.handle()
+                )));
+            }
             state.set_role(&user, role);
             Ok(Plan::default())
         })

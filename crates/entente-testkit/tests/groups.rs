@@ -249,7 +249,21 @@ async fn hub_enforces_room_policy() -> Result<()> {
     wait_joined(&mut bob, &room).await?;
     let before = epoch(&bob, &room)?;
 
+    let kp_count = || -> Result<i64> {
+        let conn = rusqlite::Connection::open(fed.database_path("c.example")?)?;
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM key_packages WHERE client = ?1",
+            [carol.id().to_string()],
+            |r| r.get(0),
+        )?)
+    };
+    let kps_before = kp_count()?;
     refused(bob.invite(&room, carol.user()).await, "canAddParticipant")?;
+    // The hub refused before claiming: Carol's KeyPackages were not used up.
+    ensure!(
+        kp_count()? == kps_before,
+        "a refused invite consumed KeyPackages"
+    );
     refused(
         bob.set_room_name(&room, "Bob's room").await,
         "canChangeRoomName",

@@ -40,6 +40,26 @@ impl From<FedError> for Failure {
             FedError::Unreachable { retry_after, .. } => {
                 Failure::unavailable(e.to_string(), retry_after.unwrap_or(5))
             }
+            // A room policy refusal by the hub is the answer to the client's
+            // request, not a federation failure: pass it through as such.
+            FedError::Refused {
+                domain,
+                status: 403,
+                reason,
+            } if serde_json::from_str::<serde_json::Value>(reason)
+                .ok()
+                .is_some_and(|v| v["code"] == "not_allowed") =>
+            {
+                let message = serde_json::from_str::<serde_json::Value>(reason)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Failure::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "not_allowed",
+                    format!("{domain}: {message}"),
+                )
+            }
             FedError::Refused { .. } => Failure::new(
                 axum::http::StatusCode::BAD_GATEWAY,
                 "peer_refused",

@@ -61,6 +61,11 @@ pub async fn key_material(
         }
         Submitter::Client(_) => {}
     }
+    // As the room's hub, claim KeyPackages only for someone the requester may add:
+    // otherwise any member could drain other users' KeyPackages.
+    if state.is_local(room.domain()) {
+        authorize_claim(state, &room, &requester, &target_user).await?;
+    }
 
     if state.is_local(target_user.domain()) {
         verify_request(state, &req, &requester).await?;
@@ -206,4 +211,53 @@ async fn serve_local(state: &AppState, target: &UserId) -> Result<Vec<u8>, Failu
     }
     .encode()
     .map_err(|e| Failure::internal("KeyMaterialResponse", e))
+}
+
+/// The room policy on claiming `target`'s KeyPackages through the hub: one's own
+/// devices need canAddOwnClient; another user's need canAddParticipant, and a
+/// banned user's are never handed out.
+async fn authorize_claim(
+    state: &AppState,
+    room: &RoomId,
+    requester: &UserId,
+    target: &UserId,
+) -> Result<(), Failure> {
+    use entente_core::room::roles;
+    use entente_wire::mimi::capability;
+    let guard = super::tracked(state, room).await?;
+    let t = guard
+        .as_ref()
+        .ok_or_else(|| Failure::not_found(format!("room {room}")))?;
+    let rs = t.state();
+    if rs.role_of(requester) == roles::NONE {
+        return Err(Failure::forbidden(format!(
+            "{} is not a participant of {room}",
+            requester.handle()
+        )));
+    }
+    let refuse = |why: String| {
+        Err(Failure::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "not_allowed",
+            format!(
+                "room policy: {why}; KeyPackages are handed out only for additions the policy allows"
+            ),
+        ))
+    };
+    let role = rs.role(rs.role_of(requester)).map_or_else(
+        || rs.role_of(requester).to_string(),
+        |r| r.role_name.clone(),
+    );
+    if requester == target {
+        if !rs.can(requester, capability::CAN_ADD_OWN_CLIENT) {
+            return refuse(format!("{requester} (role {role}) lacks canAddOwnClient"));
+        }
+    } else if rs.role_of(target) == roles::BANNED {
+        return refuse(format!("{target} is banned from the room"));
+    } else if !rs.can(requester, capability::CAN_ADD_PARTICIPANT) {
+        return refuse(format!(
+            "{requester} (role {role}) lacks canAddParticipant to add {target}"
+        ));
+    }
+    Ok(())
 }
