@@ -19,6 +19,7 @@ pub enum ProviderCommand {
     ///   entente provider init --domain b.example --dir b --listen 127.0.0.1:9443 --ca ca --peer a.example=127.0.0.1:8443
     ///   entente provider run --config a/provider.toml &
     ///   entente provider run --config b/provider.toml &
+    #[command(verbatim_doc_comment)]
     Init(InitArgs),
     /// Run a provider.
     Run {
