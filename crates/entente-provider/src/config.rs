@@ -121,8 +121,10 @@ impl Default for Limits {
     }
 }
 
+/// 8 MiB: a commit that adds 1,000 members carries their KeyPackages and a Welcome
+/// with a secret for each, about 2.5 MB; 1 MiB fit only about 300.
 fn default_max_body() -> usize {
-    1 << 20
+    8 << 20
 }
 fn default_max_kp() -> u64 {
     1000

@@ -95,7 +95,7 @@ async fn wait_for_message(
     loop {
         for e in c.sync().await? {
             if let Event::Message(m) = e
-                && &m.room == room
+                && m.room == *room
                 && m.text.as_deref() == Some(marker)
             {
                 return Ok(Instant::now());
