@@ -26,12 +26,13 @@ use ed25519_dalek::Signer as _;
 use entente_client::{Client, ClientError, Event};
 use entente_core::identity::{CertificateError, IssuerPublicKey};
 use entente_core::mls::{CIPHERSUITE, MlsCheckError, SIGNATURE_SCHEME};
+use entente_core::room::{ROOM_STATE_EXTENSION_TYPE, RoomState, roles};
 use entente_testkit::Federation;
 use entente_tls::DevCa;
 use entente_wire::api::{
-    self, ApiError, CreateRoomResponse, HubAnswer, KeyMaterialCall, KeyMaterialResult,
-    KeyPackageStatus, ProviderInfo, RegisterRequest, RegisterResponse, SubmitCall, UpdateCall,
-    UploadKeyPackages, b64, path_segment,
+    self, ApiError, CreateRoomCall, CreateRoomResponse, HubAnswer, KeyMaterialCall,
+    KeyMaterialResult, KeyPackageStatus, ProviderInfo, RegisterRequest, RegisterResponse,
+    SubmitCall, UpdateCall, UploadKeyPackages, b64, path_segment,
 };
 use entente_wire::content::MimiContent;
 use entente_wire::ids::{ClientId, Domain, RoomId, UserId};
@@ -42,10 +43,11 @@ use entente_wire::mimi::{
     SubmitMessageResponse, SubmitOutcome, UpdateOutcome, UpdateRequest, UpdateRoomResponse,
 };
 use openmls::prelude::{
-    BasicCredential, Capabilities, CredentialWithKey, ExtensionType, GroupId, KeyPackage,
-    KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig,
-    MlsMessageBodyIn, MlsMessageOut, ProcessedMessageContent, ProtocolVersion, RatchetTreeIn,
-    RequiredCapabilitiesExtension, SenderRatchetConfiguration, VerifiableCiphersuite,
+    BasicCredential, Capabilities, CredentialWithKey, Extension, ExtensionType, Extensions,
+    GroupContext, GroupId, KeyPackage, KeyPackageIn, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup,
+    MlsGroupCreateConfig, MlsMessageBodyIn, MlsMessageOut, ProcessedMessageContent,
+    ProtocolVersion, RatchetTreeIn, RequiredCapabilitiesExtension, SenderRatchetConfiguration,
+    UnknownExtension, VerifiableCiphersuite,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -342,13 +344,26 @@ async fn forged_key_package_from_a_malicious_provider_is_not_added() {
 
 /// A hub whose Welcome lists a member with a forged credential: Bob's client reports
 /// it rejected and does not join; a genuine Welcome afterwards works.
+///
+/// The room is real (the hub tracks its group, and a second user of b.example in it
+/// makes b.example a follower that tracks it too), so b.example accepts the hub's
+/// notify; the forged Welcome is for a group the test made up with the same id.
 #[tokio::test]
 async fn forged_credential_in_a_welcome_is_rejected() {
     let fed = Federation::start(&[A, B]).await.unwrap();
     let ca = DevCa::load(fed.root().join("ca")).unwrap();
+    let bob_id = user("bob@b.example");
     let mut bob = Client::register(
         fed.client_options(B, "bob").unwrap(),
-        &user("bob@b.example"),
+        &bob_id,
+        "phone",
+        None,
+    )
+    .await
+    .unwrap();
+    let carol = Client::register(
+        fed.client_options(B, "carol").unwrap(),
+        &user("carol@b.example"),
         "phone",
         None,
     )
@@ -356,11 +371,14 @@ async fn forged_credential_in_a_welcome_is_rejected() {
     .unwrap();
     let mut alice = RawClient::register(&fed, "alice@a.example", "laptop").await;
     let hub = Peer::new(&fed, &ca, A);
+    let room = alice.create_room().await;
+    alice.invite(&room, carol.user()).await;
 
-    let key = alice.signer.public().to_vec();
-    let forged = forge_certificate(&alice.id, &key, &rand::random(), now_secs());
-    let forged_room = random_room(A);
-    invite_via_fake_hub(&mut alice, &hub, &forged_room, Some(forged)).await;
+    // The malicious hub: the same device and room, a certificate it forged.
+    let mut forger = alice.fork();
+    let key = forger.signer.public().to_vec();
+    let forged = forge_certificate(&forger.id, &key, &rand::random(), now_secs());
+    forged_welcome_via_fake_hub(&mut forger, &hub, &room, forged).await;
     let events = bob.sync().await.unwrap();
     let reasons = rejections(&events);
     assert_eq!(reasons.len(), 1, "{events:?}");
@@ -370,19 +388,16 @@ async fn forged_credential_in_a_welcome_is_rejected() {
     );
     assert!(joined(&events).is_none(), "{events:?}");
     assert!(bob.rooms().unwrap().is_empty(), "Bob must not join");
-    let err = bob
-        .send_text(&forged_room, "hello?", false)
-        .await
-        .unwrap_err();
+    let err = bob.send_text(&room, "hello?", false).await.unwrap_err();
     assert!(matches!(err, ClientError::Usage(_)), "{err:?}");
 
-    let room = random_room(A);
-    invite_via_fake_hub(&mut alice, &hub, &room, None).await;
-    let events = bob.sync().await.unwrap();
+    // The genuine Welcome, through the real hub.
+    alice.invite(&room, &bob_id).await;
+    let events = sync_until(&mut bob, "Bob's Welcome", |e| joined(e).is_some()).await;
     assert_eq!(joined(&events), Some(&room), "{events:?}");
-    let msg = alice.encrypt(&room, "genuine");
-    hub.notify(B, &room, application_fanout(&msg)).await;
-    let events = bob.sync().await.unwrap();
+    assert!(rejections(&events).is_empty(), "{events:?}");
+    alice.submit_text(&room, "genuine").await;
+    let events = sync_until(&mut bob, "genuine", |e| !texts(e).is_empty()).await;
     assert_eq!(texts(&events), ["genuine"]);
     let rooms: Vec<RoomId> = bob.rooms().unwrap().into_iter().map(|r| r.room).collect();
     assert_eq!(rooms, [room]);
@@ -391,29 +406,18 @@ async fn forged_credential_in_a_welcome_is_rejected() {
 
 // ------------------------------------------------------------------ 2. tampered ciphertext
 
-/// The test is the hub of a room with Bob (on the real b.example) and sends him
-/// messages through `notify`, one with a flipped bit: Bob's client rejects exactly
-/// that one, keeps the others, and decrypts what comes after.
+/// The test plays the hub of a real room with Bob (on the real b.example) and sends
+/// him messages through `notify`, one with a flipped bit: Bob's client rejects
+/// exactly that one, keeps the others, and decrypts what comes after.
 #[tokio::test]
 async fn tampered_ciphertext_is_rejected_and_later_messages_decrypt() {
-    let fed = Federation::start(&[A, B]).await.unwrap();
-    let ca = DevCa::load(fed.root().join("ca")).unwrap();
-    let mut bob = Client::register(
-        fed.client_options(B, "bob").unwrap(),
-        &user("bob@b.example"),
-        "phone",
-        None,
-    )
-    .await
-    .unwrap();
-    let mut alice = RawClient::register(&fed, "alice@a.example", "laptop").await;
-    let hub = Peer::new(&fed, &ca, A);
-    let room = random_room(A);
-    invite_via_fake_hub(&mut alice, &hub, &room, None).await;
-    assert_eq!(joined(&bob.sync().await.unwrap()), Some(&room));
+    let mut h = HubRoom::start().await;
+    let ca = DevCa::load(h.fed.root().join("ca")).unwrap();
+    let hub = Peer::new(&h.fed, &ca, A);
+    let room = h.room.clone();
 
     for text in ["one", "two", "TAMPERED", "three"] {
-        let msg = alice.encrypt(&room, text);
+        let msg = h.alice.encrypt(&room, text);
         let msg = if text == "TAMPERED" {
             tamper(&msg)
         } else {
@@ -421,7 +425,7 @@ async fn tampered_ciphertext_is_rejected_and_later_messages_decrypt() {
         };
         hub.notify(B, &room, application_fanout(&msg)).await;
     }
-    let events = bob.sync().await.unwrap();
+    let events = h.bob.sync().await.unwrap();
     let reasons = rejections(&events);
     assert_eq!(texts(&events), ["one", "two", "three"], "{events:?}");
     assert_eq!(reasons.len(), 1, "{events:?}");
@@ -437,57 +441,52 @@ async fn tampered_ciphertext_is_rejected_and_later_messages_decrypt() {
         .collect();
     assert_eq!(kinds, ["message", "message", "rejected", "message"]);
 
-    let msg = alice.encrypt(&room, "four");
+    let msg = h.alice.encrypt(&room, "four");
     hub.notify(B, &room, application_fanout(&msg)).await;
-    let events = bob.sync().await.unwrap();
+    let events = h.bob.sync().await.unwrap();
     assert_eq!(texts(&events), ["four"]);
-    assert_eq!(history(&bob, &room), ["one", "two", "three", "four"]);
-    fed.shutdown().await;
+    assert_eq!(history(&h.bob, &room), ["one", "two", "three", "four"]);
+    h.fed.shutdown().await;
 }
 
 // ------------------------------------------------------------------ 3. replays
 
 /// A notify body sent twice is answered 201 both times and delivered once; an old
-/// one replayed later is not delivered again.
+/// one replayed later is not delivered again (the hub's own Welcome included,
+/// replayed byte for byte).
 #[tokio::test]
 async fn replayed_notify_is_delivered_once() {
-    let fed = Federation::start(&[A, B]).await.unwrap();
-    let ca = DevCa::load(fed.root().join("ca")).unwrap();
-    let mut bob = Client::register(
-        fed.client_options(B, "bob").unwrap(),
-        &user("bob@b.example"),
-        "phone",
-        None,
-    )
-    .await
-    .unwrap();
-    let mut alice = RawClient::register(&fed, "alice@a.example", "laptop").await;
-    let hub = Peer::new(&fed, &ca, A);
-    let room = random_room(A);
-    let welcome = invite_via_fake_hub(&mut alice, &hub, &room, None).await;
-    assert_eq!(joined(&bob.sync().await.unwrap()), Some(&room));
+    let mut h = HubRoom::start().await;
+    let ca = DevCa::load(h.fed.root().join("ca")).unwrap();
+    let hub = Peer::new(&h.fed, &ca, A);
+    let room = h.room.clone();
+    // The test rebuilt the hub's Welcome notify exactly: b.example has recorded it.
+    assert!(
+        notify_seen(&h.fed, B, A, &h.welcome_fanout),
+        "the rebuilt Welcome notify differs from the one the hub sent"
+    );
 
-    let first = application_fanout(&alice.encrypt(&room, "first"));
+    let first = application_fanout(&h.alice.encrypt(&room, "first"));
     hub.notify(B, &room, first.clone()).await;
-    assert_eq!(texts(&bob.sync().await.unwrap()), ["first"]);
+    assert_eq!(texts(&h.bob.sync().await.unwrap()), ["first"]);
 
-    let second = application_fanout(&alice.encrypt(&room, "second"));
+    let second = application_fanout(&h.alice.encrypt(&room, "second"));
     hub.notify(B, &room, second.clone()).await;
     hub.notify(B, &room, second.clone()).await;
     // Replays of old ones, including the Welcome and one batched with a new message.
     hub.notify(B, &room, first.clone()).await;
-    hub.notify(B, &room, welcome).await;
-    let third = application_fanout(&alice.encrypt(&room, "third"));
+    hub.notify(B, &room, h.welcome_fanout.clone()).await;
+    let third = application_fanout(&h.alice.encrypt(&room, "third"));
     let batch = [second.clone(), third].concat();
     hub.notify(B, &room, batch).await;
-    let events = bob.sync().await.unwrap();
+    let events = h.bob.sync().await.unwrap();
     // A second delivery would show as a duplicate text or, since MLS refuses to
     // decrypt a generation twice, as a rejection.
     assert_eq!(texts(&events), ["second", "third"], "{events:?}");
     assert!(rejections(&events).is_empty(), "{events:?}");
     assert!(joined(&events).is_none(), "{events:?}");
-    assert_eq!(history(&bob, &room), ["first", "second", "third"]);
-    fed.shutdown().await;
+    assert_eq!(history(&h.bob, &room), ["first", "second", "third"]);
+    h.fed.shutdown().await;
 }
 
 /// Through the client API: the same SubmitMessageRequest submitted twice is accepted
@@ -1015,15 +1014,87 @@ fn forge_certificate(
     .unwrap()
 }
 
-fn create_config() -> MlsGroupCreateConfig {
-    // As entente-client's rooms.rs.
+/// What our leaves announce, as entente-client's keys.rs: the last_resort KeyPackage
+/// extension and the room state GroupContext extension (without it a KeyPackage
+/// cannot be added to a room: rooms require it).
+fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .extensions(vec![
+            ExtensionType::LastResort,
+            ExtensionType::Unknown(ROOM_STATE_EXTENSION_TYPE),
+        ])
+        .build()
+}
+
+/// The configuration of a new room's group, as entente-client's manage.rs and
+/// rooms.rs make it: every member must support the room state extension, which
+/// holds `creator` as the only participant, an owner.
+fn create_config(room: &RoomId, creator: &UserId) -> MlsGroupCreateConfig {
+    let required = Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
+        &[ExtensionType::Unknown(ROOM_STATE_EXTENSION_TYPE)],
+        &[],
+        &[],
+    ));
+    let state = state_extension(&RoomState::new(room, creator, ""));
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .capabilities(capabilities())
+        .with_group_context_extensions(Extensions::from_vec(vec![required, state]).unwrap())
         .use_ratchet_tree_extension(false)
         .max_past_epochs(5)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(100, 1000))
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .build()
+}
+
+fn state_extension(state: &RoomState) -> Extension {
+    Extension::Unknown(
+        ROOM_STATE_EXTENSION_TYPE,
+        UnknownExtension(state.encode().unwrap()),
+    )
+}
+
+/// The room state a group carries.
+fn room_state(group: &MlsGroup) -> RoomState {
+    group
+        .extensions()
+        .iter()
+        .find_map(|e| match e {
+            Extension::Unknown(t, u) if *t == ROOM_STATE_EXTENSION_TYPE => {
+                Some(RoomState::decode(&u.0).unwrap())
+            }
+            _ => None,
+        })
+        .expect("the group carries no room state")
+}
+
+/// The group's GroupContext extensions with `state` in place of its room state.
+fn extensions_with(group: &MlsGroup, state: &RoomState) -> Extensions<GroupContext> {
+    let mut exts: Vec<Extension> = group
+        .extensions()
+        .iter()
+        .filter(|e| !matches!(e, Extension::Unknown(t, _) if *t == ROOM_STATE_EXTENSION_TYPE))
+        .cloned()
+        .collect();
+    exts.push(state_extension(state));
+    Extensions::from_vec(exts).unwrap()
+}
+
+/// Whether provider `at` has recorded (deduplicated) a notify with exactly `body`
+/// from `from`.
+fn notify_seen(fed: &Federation, at: &str, from: &str, body: &[u8]) -> bool {
+    let conn = rusqlite::Connection::open_with_flags(
+        fed.database_path(at).unwrap(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM dedup WHERE scope = ?1 AND key = ?2",
+        rusqlite::params![format!("notify:{from}"), Sha256::digest(body).to_vec()],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap()
+        == 1
 }
 
 /// The validated KeyPackages of a KeyMaterialResponse for `target`.
@@ -1166,20 +1237,18 @@ async fn alice_and_bob_chat(fed: &Federation) {
     assert_eq!(texts(&events), ["hi"]);
 }
 
-/// The test as hub of `room` (a.example): creates the MLS group as Alice (with her
-/// genuine certificate, or `forged` instead), claims a KeyPackage of Bob's from
-/// b.example and notifies b.example of the Welcome. Returns the Welcome's notify body.
-async fn invite_via_fake_hub(
+/// The test as hub of `room` (a.example): creates an MLS group with the room's id as
+/// Alice, with `forged` as her certificate, claims a KeyPackage of Bob's from
+/// b.example and notifies b.example of the Welcome. b.example accepts the notify
+/// only if it can get the room's group state from the real hub, so the room must
+/// exist there with b.example following it.
+async fn forged_welcome_via_fake_hub(
     alice: &mut RawClient,
     hub: &Peer,
     room: &RoomId,
-    forged: Option<Vec<u8>>,
-) -> Vec<u8> {
-    let credential = match forged {
-        Some(cert) => alice.credential_with(cert),
-        None => alice.credential(),
-    };
-    alice.create_group(room, credential);
+    forged: Vec<u8>,
+) {
+    alice.create_group(room, alice.credential_with(forged));
     let bob = user("bob@b.example");
     let request = alice.key_material_request(room, &bob, &alice.credential());
     let (status, body) = hub.post(B, "keyMaterial", &bob.to_string(), request).await;
@@ -1187,8 +1256,7 @@ async fn invite_via_fake_hub(
     let kps = key_packages(&body, &bob);
     assert_eq!(kps.len(), 1);
     let added = alice.add(room, &kps);
-    hub.notify(B, room, added.welcome_fanout.clone()).await;
-    added.welcome_fanout
+    hub.notify(B, room, added.welcome_fanout).await;
 }
 
 /// A provider identity the test plays: a TLS client certificate for `domain` from
@@ -1288,8 +1356,27 @@ impl FakeProvider {
 struct Added {
     /// The MIMI UpdateRequest (commit, Welcome, GroupInfo, full tree) for the hub.
     update_request: Vec<u8>,
-    /// The Welcome as a hub fans it out.
+    /// The Welcome as a hub fans it out (timestamped now, or, once the real hub
+    /// accepted the commit, with the hub's timestamp: the hub's notify exactly).
     welcome_fanout: Vec<u8>,
+    welcome: MlsMessage,
+    tree: RatchetTreeIn,
+}
+
+impl Added {
+    /// The Welcome's FanoutMessage as a hub that accepted the commit at `timestamp`
+    /// (milliseconds) encodes it.
+    fn welcome_fanout_at(&self, timestamp: u64) -> Vec<u8> {
+        FanoutMessage {
+            timestamp,
+            event: FanoutEvent::Welcome {
+                welcome: self.welcome.clone(),
+                ratchet_tree: RatchetTreeOption::Full(self.tree.clone()),
+            },
+        }
+        .encode()
+        .unwrap()
+    }
 }
 
 /// A device registered with a real provider whose requests and MLS operations the
@@ -1361,11 +1448,7 @@ impl RawClient {
             Some(c) => self.credential_with(c),
             None => self.credential(),
         };
-        let mut b = KeyPackage::builder().leaf_node_capabilities(
-            Capabilities::builder()
-                .extensions(vec![ExtensionType::LastResort])
-                .build(),
-        );
+        let mut b = KeyPackage::builder().leaf_node_capabilities(capabilities());
         if last_resort {
             b = b.mark_as_last_resort();
         }
@@ -1430,16 +1513,91 @@ impl RawClient {
         serde_json::from_slice(&answer).unwrap()
     }
 
+    /// Creates the MLS group of `room` locally, as entente-client's manage.rs does:
+    /// the room URI as group id, this device as its only member, our user as owner
+    /// in the room state.
     fn create_group(&mut self, room: &RoomId, credential: CredentialWithKey) {
         let group = MlsGroup::new_with_group_id(
             &self.mls,
             &self.signer,
-            &create_config(),
+            &create_config(room, &self.user()),
             GroupId::from_slice(room.to_string().as_bytes()),
             credential,
         )
         .unwrap();
         self.groups.insert(room.to_string(), group);
+    }
+
+    /// Creates a room on our provider (as its hub) with a group made here.
+    async fn create_room(&mut self) -> RoomId {
+        let room = random_room(self.id.domain().as_str());
+        self.create_group(&room, self.credential());
+        let group = &self.groups[&room.to_string()];
+        let group_info = group
+            .export_group_info(self.mls.crypto(), &self.signer, false)
+            .unwrap()
+            .tls_serialize_detached()
+            .unwrap();
+        let ratchet_tree = group
+            .export_ratchet_tree()
+            .tls_serialize_detached()
+            .unwrap();
+        let call = CreateRoomCall {
+            room: room.to_string(),
+            group_info,
+            ratchet_tree,
+        };
+        let r: CreateRoomResponse = self.call(Method::POST, "/v1/rooms", json(&call)).await;
+        assert_eq!(r.room, room.to_string());
+        room
+    }
+
+    /// A new device with this one's identity and keys but none of its MLS state.
+    fn fork(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            cert: self.cert.clone(),
+            signer: SignatureKeyPair::tls_deserialize_exact(
+                self.signer.tls_serialize_detached().unwrap(),
+            )
+            .unwrap(),
+            http: self.http.clone(),
+            base: self.base.clone(),
+            mls: OpenMlsRustCrypto::default(),
+            groups: HashMap::new(),
+            inbox_cursor: 0,
+        }
+    }
+
+    /// Adds all devices of `target` with a KeyPackage (claimed through the hub) and
+    /// makes them a member, through the real hub, which must accept.
+    async fn invite(&mut self, room: &RoomId, target: &UserId) -> Added {
+        let request = self.key_material_request(room, target, &self.credential());
+        let r: KeyMaterialResult = self
+            .call(
+                Method::POST,
+                &room_path(room, "key-material"),
+                json(&KeyMaterialCall { request }),
+            )
+            .await;
+        let kps = key_packages(&r.response, target);
+        assert_eq!(kps.len(), 1);
+        let mut added = self.add(room, &kps);
+        let a: HubAnswer = self
+            .call(
+                Method::POST,
+                &room_path(room, "update"),
+                json(&UpdateCall {
+                    request: added.update_request.clone(),
+                }),
+            )
+            .await;
+        let r = UpdateRoomResponse::decode(&a.response).unwrap();
+        let UpdateOutcome::Success { accepted_timestamp } = r.outcome else {
+            panic!("the hub refused the add: {r:?}")
+        };
+        added.welcome_fanout = added.welcome_fanout_at(accepted_timestamp);
+        added
     }
 
     /// A signed MIMI KeyMaterialRequest, as entente-client's frames.rs makes it.
@@ -1466,13 +1624,25 @@ impl RawClient {
         tbs.into_request(sig).encode().unwrap()
     }
 
-    /// Commits adding `kps` and merges it at once (the tests' hubs accept it).
+    /// Commits adding `kps` (their users as members of the room) and merges it at
+    /// once (the tests' hubs accept it).
     fn add(&mut self, room: &RoomId, kps: &[KeyPackage]) -> Added {
         let group = self.groups.get_mut(&room.to_string()).unwrap();
+        let mut state = room_state(group);
+        for kp in kps {
+            let c = entente_core::mls::certificate_in(kp.leaf_node().credential()).unwrap();
+            let u = c.claimed_client().user();
+            if state.role_of(u) == roles::NONE {
+                state.set_role(u, roles::MEMBER);
+            }
+        }
+        let extensions = extensions_with(group, &state);
         let provider = &self.mls;
         let bundle = group
             .commit_builder()
             .propose_adds(kps.iter().cloned())
+            .propose_group_context_extensions(extensions)
+            .unwrap()
             .force_self_update(true)
             .load_psks(provider.storage())
             .unwrap()
@@ -1507,19 +1677,14 @@ impl RawClient {
         }
         .encode()
         .unwrap();
-        let welcome_fanout = FanoutMessage {
-            timestamp: now_secs() * 1000,
-            event: FanoutEvent::Welcome {
-                welcome,
-                ratchet_tree: RatchetTreeOption::Full(tree),
-            },
-        }
-        .encode()
-        .unwrap();
-        Added {
+        let mut added = Added {
             update_request,
-            welcome_fanout,
-        }
+            welcome_fanout: Vec::new(),
+            welcome,
+            tree,
+        };
+        added.welcome_fanout = added.welcome_fanout_at(now_secs() * 1000);
+        added
     }
 
     /// Encrypts `text` as MIMI content for `room`.
@@ -1587,8 +1752,8 @@ impl RawClient {
     }
 }
 
-/// A room on the real hub a.example: Alice a hand-driven device of a.example, Bob a
-/// real client of b.example (so b.example is a follower).
+/// A room on the real hub a.example: Alice a hand-driven device of a.example who
+/// created it, Bob a real client of b.example she added (so b.example is a follower).
 struct HubRoom {
     fed: Federation,
     alice: RawClient,
@@ -1596,6 +1761,8 @@ struct HubRoom {
     room: RoomId,
     /// The UpdateRequest that added Bob (a valid body to mangle).
     update_request: Vec<u8>,
+    /// The hub's notify to b.example with Bob's Welcome, byte for byte.
+    welcome_fanout: Vec<u8>,
 }
 
 impl HubRoom {
@@ -1611,31 +1778,8 @@ impl HubRoom {
         .await
         .unwrap();
         let mut alice = RawClient::register(&fed, "alice@a.example", "laptop").await;
-        let r: CreateRoomResponse = alice.call(Method::POST, "/v1/rooms", vec![]).await;
-        let room: RoomId = r.room.parse().unwrap();
-        alice.create_group(&room, alice.credential());
-        let request = alice.key_material_request(&room, &bob_id, &alice.credential());
-        let r: KeyMaterialResult = alice
-            .call(
-                Method::POST,
-                &room_path(&room, "key-material"),
-                json(&KeyMaterialCall { request }),
-            )
-            .await;
-        let kps = key_packages(&r.response, &bob_id);
-        assert_eq!(kps.len(), 1);
-        let added = alice.add(&room, &kps);
-        let a: HubAnswer = alice
-            .call(
-                Method::POST,
-                &room_path(&room, "update"),
-                json(&UpdateCall {
-                    request: added.update_request.clone(),
-                }),
-            )
-            .await;
-        let r = UpdateRoomResponse::decode(&a.response).unwrap();
-        assert!(matches!(r.outcome, UpdateOutcome::Success { .. }), "{r:?}");
+        let room = alice.create_room().await;
+        let added = alice.invite(&room, &bob_id).await;
         let events = sync_until(&mut bob, "Bob's Welcome", |e| joined(e).is_some()).await;
         assert!(rejections(&events).is_empty(), "{events:?}");
         Self {
@@ -1644,6 +1788,7 @@ impl HubRoom {
             bob,
             room,
             update_request: added.update_request,
+            welcome_fanout: added.welcome_fanout,
         }
     }
 
