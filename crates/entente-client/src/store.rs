@@ -211,6 +211,24 @@ impl GroupCache {
         result
     }
 
+    /// Runs `f` in a transaction that is always rolled back (to see what an item
+    /// would do without applying it), and forgets every cached group: they may
+    /// hold its changes.
+    pub fn dry_run<T>(
+        &mut self,
+        conn: &Connection,
+        f: impl FnOnce(&mut CachedTransaction<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
+        let result = self.revalidate(conn).and_then(|()| {
+            let mut tx = CachedTransaction { cache: self, conn };
+            f(&mut tx)
+        });
+        let rolled_back = conn.execute_batch("ROLLBACK").map_err(storage);
+        self.groups.clear();
+        rolled_back.and(result)
+    }
+
     /// Empties the cache if another connection committed since it was filled. The
     /// caller holds the write lock, so nobody else commits until it is done.
     fn revalidate(&mut self, conn: &Connection) -> Result<(), ClientError> {
@@ -394,6 +412,18 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+
+        // A dry run changes nothing, and leaves no group behind that it changed.
+        cache
+            .dry_run(&conn, |tx| {
+                let provider = MlsProvider::new(&crypto, tx.conn);
+                let group = tx.group(&id)?.unwrap();
+                group.create_message(&provider, &signer, b"peek").unwrap();
+                set_setting(tx.conn, "probe", "dry")
+            })
+            .unwrap();
+        assert!(cache.groups.is_empty());
+        assert_eq!(setting(&conn, "probe").unwrap().as_deref(), Some("z"));
 
         // A group that is not in the database is not made up.
         cache

@@ -124,6 +124,8 @@ pub fn build(n: usize, scratch: &Path, baseline: bool) -> EntenteFixture {
     let crypto = RustCrypto::default();
     let issuer = IssuerKey::generate(DOMAIN.parse().unwrap());
     let dir = scratch.join(format!("fixture-{n}"));
+    // Left by an earlier run in ENTENTE_BENCH_DIR.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let paths = ["creator", "receiver", "joiner"].map(|m| dir.join(format!("{m}.db")));
     let conns = paths.clone().map(|p| database(&p, &issuer.public()));
