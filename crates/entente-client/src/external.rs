@@ -19,9 +19,9 @@ use rusqlite::params;
 use tls_codec::Serialize as _;
 
 use crate::frames::{self, UpdateOutcome};
-use crate::rooms::{EPOCH_RETRIES, join_config, room_path};
-use crate::store::{MlsProvider, storage};
-use crate::{Client, ClientError, now_secs};
+use crate::rooms::{EPOCH_RETRIES, join_config, room_path, untrusted};
+use crate::store::{MlsProvider, pinned_issuers, storage};
+use crate::{Client, ClientError, Local, now_secs};
 
 const REQUEST_LABEL: &str = "GroupInfoRequestTBS";
 const RESPONSE_LABEL: &str = "GroupInfoResponseTBS";
@@ -158,9 +158,18 @@ impl Client {
             for d in domains.iter().take(64) {
                 self.issuer_key(d).await?;
             }
-            let request = {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
+            // In one transaction: a group whose members do not all verify is rolled
+            // back, never stored.
+            let request = crate::blocking(|| {
+                let mut local = self.db();
+                let Local {
+                    conn,
+                    groups,
+                    verifier,
+                } = &mut *local;
+                groups.transaction(conn, |tx| {
+                let conn = tx.conn();
+                let provider = MlsProvider::new(&self.crypto, conn);
                 let mls = |e: &dyn std::fmt::Display| {
                     ClientError::Mls(format!("joining by external commit: {e}"))
                 };
@@ -181,16 +190,18 @@ impl Client {
                     .map_err(|e| mls(&e))?
                     .finalize(&provider)
                     .map_err(|e| mls(&e))?;
-                let checked: Result<Vec<_>, ClientError> = group
-                    .members()
-                    .map(|m| self.verify_leaf_sync(&conn, &m.credential, &m.signature_key))
-                    .collect();
-                if let Err(e) = checked {
-                    drop(group);
-                    self.forget_group_in(&conn, room);
-                    return Err(e);
-                }
-                crate::manage::room_state_of(&group)?;
+                let members: Vec<_> = group.members().collect();
+                verifier
+                    .verify_all(
+                        members
+                            .iter()
+                            .map(|m| (&m.credential, m.signature_key.as_slice())),
+                        &pinned_issuers(conn)?,
+                        now_secs(),
+                    )
+                    .map_err(untrusted)?;
+                let group = tx.insert(group);
+                crate::manage::room_state_of(group)?;
                 let (commit, _, group_info) = bundle.into_contents();
                 let group_info: MlsMessageOut = group_info
                     .ok_or_else(|| ClientError::Bug("the commit produced no GroupInfo".into()))?
@@ -201,8 +212,9 @@ impl Client {
                     params![room.to_string(), now_secs() as i64, group.epoch().as_u64() as i64],
                 )
                 .map_err(storage)?;
-                frames::update_request(&commit, None, &group_info, tree)?
-            };
+                frames::update_request(&commit, None, &group_info, tree)
+                })
+            })?;
             let sent: Result<HubAnswer, _> = self
                 .signed(
                     reqwest::Method::POST,
@@ -243,15 +255,5 @@ impl Client {
             message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
             retry_after_secs: Some(1),
         })
-    }
-
-    fn forget_group_in(&self, conn: &rusqlite::Connection, room: &RoomId) {
-        let provider = MlsProvider::new(&self.crypto, conn);
-        if let Ok(Some(mut g)) = MlsGroup::load(
-            provider.storage(),
-            &openmls::prelude::GroupId::from_slice(room.to_string().as_bytes()),
-        ) {
-            let _ = g.delete(provider.storage());
-        }
     }
 }

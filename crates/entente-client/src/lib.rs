@@ -33,6 +33,7 @@ mod transport;
 use std::path::PathBuf;
 
 use entente_core::identity::{ClientCertificate, IssuerPublicKey, UnverifiedCertificate};
+use entente_core::mls::CredentialVerifier;
 use entente_wire::api::{self, ProviderInfo, RegisterRequest, RegisterResponse, b64};
 use entente_wire::ids::{ClientId, Domain, RoomId, UserId};
 use openmls_basic_credential::SignatureKeyPair;
@@ -65,7 +66,7 @@ pub struct ClientOptions {
 pub struct Client {
     /// Locked only in synchronous sections, never across an await, so that the
     /// client's futures are `Send`.
-    conn: std::sync::Mutex<Connection>,
+    conn: std::sync::Mutex<Local>,
     crypto: RustCrypto,
     signer: SignatureKeyPair,
     id: ClientId,
@@ -78,6 +79,33 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("id", &self.id.to_string())
             .finish_non_exhaustive()
+    }
+}
+
+/// The device's local state, under one mutex: the connection, the MLS groups kept
+/// decoded for it (usable with no other connection) and the credential checks
+/// already made.
+pub(crate) struct Local {
+    pub conn: Connection,
+    pub groups: store::GroupCache,
+    pub verifier: CredentialVerifier,
+}
+
+impl Local {
+    fn new(conn: Connection) -> Self {
+        Local {
+            conn,
+            groups: store::GroupCache::new(),
+            verifier: CredentialVerifier::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Local {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
     }
 }
 
@@ -188,7 +216,7 @@ impl Client {
         )
         .map_err(storage)?;
         let mut client = Client {
-            conn: std::sync::Mutex::new(conn),
+            conn: std::sync::Mutex::new(Local::new(conn)),
             crypto,
             signer,
             id,
@@ -245,7 +273,7 @@ impl Client {
             })?;
         let transport = Transport::new(opts.endpoint)?;
         Ok(Client {
-            conn: std::sync::Mutex::new(conn),
+            conn: std::sync::Mutex::new(Local::new(conn)),
             crypto,
             signer,
             id,
@@ -254,8 +282,9 @@ impl Client {
         })
     }
 
-    /// The database connection. Never hold the guard across an await.
-    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    /// The local state (it dereferences to the database connection). Never hold
+    /// the guard across an await.
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Local> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -20,9 +20,9 @@ use rusqlite::params;
 use tls_codec::Serialize as _;
 
 use crate::frames::{self, UpdateOutcome};
-use crate::rooms::{EPOCH_RETRIES, create_config, room_path};
+use crate::rooms::{EPOCH_RETRIES, create_config, group_id, group_in, room_path};
 use crate::store::{MlsProvider, storage};
-use crate::{Client, ClientError, now_secs};
+use crate::{Client, ClientError, Local, now_secs};
 
 /// A participant as the room state lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,47 +115,52 @@ impl Client {
         let room = RoomId::new(&hex::encode(raw), self.id.domain().clone())
             .map_err(|e| ClientError::Bug(format!("room id: {e}")))?;
         let state = RoomState::new(&room, self.id.user(), name);
-        let call = {
-            let conn = self.db();
-            let provider = MlsProvider::new(&self.crypto, &conn);
-            // Every member must understand the room state: required_capabilities
-            // makes MLS refuse a KeyPackage that does not.
-            let required = Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
-                &[ExtensionType::Unknown(room::ROOM_STATE_EXTENSION_TYPE)],
-                &[],
-                &[],
-            ));
-            let exts = Extensions::from_vec(vec![required, state_extension(&state)?])
-                .map_err(|e| ClientError::Bug(format!("extensions: {e}")))?;
-            let config = create_config(crate::keys::capabilities(), exts)?;
-            let group = MlsGroup::new_with_group_id(
-                &provider,
-                &self.signer,
-                &config,
-                GroupId::from_slice(room.to_string().as_bytes()),
-                self.credential_with_key(),
-            )
-            .map_err(|e| ClientError::Mls(format!("creating the group: {e}")))?;
-            let group_info = group
-                .export_group_info(provider.crypto(), &self.signer, false)
-                .map_err(|e| ClientError::Mls(format!("exporting the GroupInfo: {e}")))?
-                .tls_serialize_detached()
-                .map_err(|e| ClientError::Bug(e.to_string()))?;
-            let ratchet_tree = group
-                .export_ratchet_tree()
-                .tls_serialize_detached()
-                .map_err(|e| ClientError::Bug(e.to_string()))?;
-            conn.execute(
-                "INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)",
-                params![room.to_string(), now_secs() as i64],
-            )
-            .map_err(storage)?;
-            CreateRoomCall {
-                room: room.to_string(),
-                group_info,
-                ratchet_tree,
-            }
-        };
+        let call = crate::blocking(|| {
+            let mut local = self.db();
+            let Local { conn, groups, .. } = &mut *local;
+            groups.transaction(conn, |tx| {
+                let conn = tx.conn();
+                let provider = MlsProvider::new(&self.crypto, conn);
+                // Every member must understand the room state: required_capabilities
+                // makes MLS refuse a KeyPackage that does not.
+                let required = Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
+                    &[ExtensionType::Unknown(room::ROOM_STATE_EXTENSION_TYPE)],
+                    &[],
+                    &[],
+                ));
+                let exts = Extensions::from_vec(vec![required, state_extension(&state)?])
+                    .map_err(|e| ClientError::Bug(format!("extensions: {e}")))?;
+                let config = create_config(crate::keys::capabilities(), exts)?;
+                let group = MlsGroup::new_with_group_id(
+                    &provider,
+                    &self.signer,
+                    &config,
+                    GroupId::from_slice(room.to_string().as_bytes()),
+                    self.credential_with_key(),
+                )
+                .map_err(|e| ClientError::Mls(format!("creating the group: {e}")))?;
+                let group = tx.insert(group);
+                let group_info = group
+                    .export_group_info(provider.crypto(), &self.signer, false)
+                    .map_err(|e| ClientError::Mls(format!("exporting the GroupInfo: {e}")))?
+                    .tls_serialize_detached()
+                    .map_err(|e| ClientError::Bug(e.to_string()))?;
+                let ratchet_tree = group
+                    .export_ratchet_tree()
+                    .tls_serialize_detached()
+                    .map_err(|e| ClientError::Bug(e.to_string()))?;
+                conn.execute(
+                    "INSERT INTO rooms (room, joined_at) VALUES (?1, ?2)",
+                    params![room.to_string(), now_secs() as i64],
+                )
+                .map_err(storage)?;
+                Ok(CreateRoomCall {
+                    room: room.to_string(),
+                    group_info,
+                    ratchet_tree,
+                })
+            })
+        })?;
         let created: Result<CreateRoomResponse, _> = self
             .signed(reqwest::Method::POST, "/v1/rooms", Some(&call))
             .await;
@@ -169,21 +174,26 @@ impl Client {
 
     /// Drops a room's local state.
     pub(crate) fn forget_room(&self, room: &RoomId) -> Result<(), ClientError> {
-        let conn = self.db();
-        let provider = MlsProvider::new(&self.crypto, &conn);
-        if let Ok(Some(mut g)) = MlsGroup::load(
-            provider.storage(),
-            &GroupId::from_slice(room.to_string().as_bytes()),
-        ) {
-            g.delete(provider.storage())
-                .map_err(|e| ClientError::Storage(e.to_string()))?;
-        }
-        conn.execute(
-            "DELETE FROM rooms WHERE room = ?1",
-            params![room.to_string()],
-        )
-        .map_err(storage)?;
-        Ok(())
+        crate::blocking(|| {
+            let mut local = self.db();
+            let Local { conn, groups, .. } = &mut *local;
+            groups.transaction(conn, |tx| {
+                let conn = tx.conn();
+                let provider = MlsProvider::new(&self.crypto, conn);
+                let gid = group_id(room);
+                if let Ok(Some(g)) = tx.group(&gid) {
+                    g.delete(provider.storage())
+                        .map_err(|e| ClientError::Storage(e.to_string()))?;
+                }
+                tx.remove(&gid);
+                conn.execute(
+                    "DELETE FROM rooms WHERE room = ?1",
+                    params![room.to_string()],
+                )
+                .map_err(storage)?;
+                Ok(())
+            })
+        })
     }
 
     /// A 1:1 chat: a new two-party room with all of `peer`'s devices and our other
@@ -506,25 +516,29 @@ impl Client {
     pub async fn leave(&mut self, room: &RoomId) -> Result<(), ClientError> {
         self.require_room(room)?;
         for attempt in 0..EPOCH_RETRIES {
-            let request = {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
-                let mut messages: Vec<MlsMessageOut> = Vec::new();
-                for (leaf, c) in leaves(&group)? {
-                    if c.user() == self.id.user() && leaf != group.own_leaf_index() {
-                        let (m, _) = group
-                            .propose_remove_member(&provider, &self.signer, leaf)
-                            .map_err(|e| ClientError::Mls(format!("proposing removal: {e}")))?;
-                        messages.push(m);
+            let request = crate::blocking(|| {
+                let mut local = self.db();
+                let Local { conn, groups, .. } = &mut *local;
+                groups.transaction(conn, |tx| {
+                    let conn = tx.conn();
+                    let provider = MlsProvider::new(&self.crypto, conn);
+                    let group = group_in(tx, room)?;
+                    let mut messages: Vec<MlsMessageOut> = Vec::new();
+                    for (leaf, c) in leaves(group)? {
+                        if c.user() == self.id.user() && leaf != group.own_leaf_index() {
+                            let (m, _) = group
+                                .propose_remove_member(&provider, &self.signer, leaf)
+                                .map_err(|e| ClientError::Mls(format!("proposing removal: {e}")))?;
+                            messages.push(m);
+                        }
                     }
-                }
-                let m = group
-                    .leave_group(&provider, &self.signer)
-                    .map_err(|e| ClientError::Mls(format!("leaving: {e}")))?;
-                messages.push(m);
-                frames::proposal_request(&messages)?
-            };
+                    let m = group
+                        .leave_group(&provider, &self.signer)
+                        .map_err(|e| ClientError::Mls(format!("leaving: {e}")))?;
+                    messages.push(m);
+                    frames::proposal_request(&messages)
+                })
+            })?;
             let answer: HubAnswer = self
                 .signed(
                     reqwest::Method::POST,
@@ -539,14 +553,16 @@ impl Client {
                 }
                 UpdateOutcome::WrongEpoch { current } => {
                     tracing::info!(attempt, current, "room moved on; catching up to leave");
-                    {
-                        let conn = self.db();
-                        let provider = MlsProvider::new(&self.crypto, &conn);
-                        let mut group = self.load_group_in(&conn, room)?;
-                        group
-                            .clear_pending_proposals(provider.storage())
-                            .map_err(|e| ClientError::Storage(e.to_string()))?;
-                    }
+                    crate::blocking(|| {
+                        let mut local = self.db();
+                        let Local { conn, groups, .. } = &mut *local;
+                        groups.transaction(conn, |tx| {
+                            let provider = MlsProvider::new(&self.crypto, tx.conn());
+                            group_in(tx, room)?
+                                .clear_pending_proposals(provider.storage())
+                                .map_err(|e| ClientError::Storage(e.to_string()))
+                        })
+                    })?;
                     Box::pin(self.sync()).await?;
                 }
                 UpdateOutcome::Refused { reason } => {
@@ -569,10 +585,8 @@ impl Client {
 
     /// The participants with their roles and devices.
     pub fn participants(&self, room: &RoomId) -> Result<Vec<Participant>, ClientError> {
-        let conn = self.db();
-        let group = self.load_group_in(&conn, room)?;
-        let state = room_state_of(&group)?;
-        let leaves = leaves(&group)?;
+        let (state, leaves) =
+            self.with_group(room, |group| Ok((room_state_of(group)?, leaves(group)?)))?;
         Ok(state
             .participants
             .iter()
@@ -594,9 +608,7 @@ impl Client {
 
     /// The room's state (participants, roles, metadata).
     pub fn room_state(&self, room: &RoomId) -> Result<RoomState, ClientError> {
-        let conn = self.db();
-        let group = self.load_group_in(&conn, room)?;
-        room_state_of(&group)
+        self.with_group(room, room_state_of)
     }
 
     /// Commits pending proposals if this device is the one designated to: the
@@ -606,11 +618,7 @@ impl Client {
         &mut self,
         room: &RoomId,
     ) -> Result<bool, ClientError> {
-        let designated = {
-            let conn = self.db();
-            let Ok(group) = self.load_group_in(&conn, room) else {
-                return Ok(false);
-            };
+        let designated = self.with_group(room, |group| {
             if group.pending_proposals().next().is_none() {
                 return Ok(false);
             }
@@ -621,12 +629,16 @@ impl Client {
                     _ => None,
                 })
                 .collect();
-            group
+            Ok(group
                 .members()
                 .map(|m| m.index)
                 .filter(|i| !removed.contains(i))
                 .min()
-                == Some(group.own_leaf_index())
+                == Some(group.own_leaf_index()))
+        });
+        // A group that cannot be read is not ours to commit to.
+        let Ok(designated) = designated else {
+            return Ok(false);
         };
         if !designated {
             return Ok(false);
@@ -649,78 +661,84 @@ impl Client {
         F: Fn(&MlsGroup, &mut RoomState) -> Result<Plan, ClientError>,
     {
         for attempt in 0..EPOCH_RETRIES {
-            let request = {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
-                let before = room_state_of(&group)?;
-                let mut state = before.clone();
-                let p = plan(&group, &mut state)?;
-                // Users leaving by their own proposals leave the participant list
-                // once all their devices are removed.
-                let members = leaves(&group)?;
-                let mut removed: Vec<LeafNodeIndex> = p.removals.clone();
-                let mut leaving = Vec::new();
-                for q in group.pending_proposals() {
-                    if let (Proposal::Remove(r), Sender::Member(s)) = (q.proposal(), q.sender()) {
-                        removed.push(r.removed());
-                        let user_at = |l: LeafNodeIndex| {
-                            members.iter().find(|(i, _)| *i == l).map(|(_, c)| c.user())
-                        };
-                        if let (Some(a), Some(b)) = (user_at(r.removed()), user_at(*s))
-                            && a == b
+            let request = crate::blocking(|| {
+                let mut local = self.db();
+                let Local { conn, groups, .. } = &mut *local;
+                groups.transaction(conn, |tx| {
+                    let conn = tx.conn();
+                    let provider = MlsProvider::new(&self.crypto, conn);
+                    let group = group_in(tx, room)?;
+                    let before = room_state_of(group)?;
+                    let mut state = before.clone();
+                    let p = plan(group, &mut state)?;
+                    // Users leaving by their own proposals leave the participant list
+                    // once all their devices are removed.
+                    let members = leaves(group)?;
+                    let mut removed: Vec<LeafNodeIndex> = p.removals.clone();
+                    let mut leaving = Vec::new();
+                    for q in group.pending_proposals() {
+                        if let (Proposal::Remove(r), Sender::Member(s)) = (q.proposal(), q.sender())
                         {
-                            leaving.push(a.clone());
+                            removed.push(r.removed());
+                            let user_at = |l: LeafNodeIndex| {
+                                members.iter().find(|(i, _)| *i == l).map(|(_, c)| c.user())
+                            };
+                            if let (Some(a), Some(b)) = (user_at(r.removed()), user_at(*s))
+                                && a == b
+                            {
+                                leaving.push(a.clone());
+                            }
                         }
                     }
-                }
-                for u in leaving {
-                    let all_gone = members
-                        .iter()
-                        .filter(|(_, c)| c.user() == &u)
-                        .all(|(l, _)| removed.contains(l));
-                    if all_gone && state.role_of(&u) != roles::BANNED {
-                        state.set_role(&u, roles::NONE);
+                    for u in leaving {
+                        let all_gone = members
+                            .iter()
+                            .filter(|(_, c)| c.user() == &u)
+                            .all(|(l, _)| removed.contains(l));
+                        if all_gone && state.role_of(&u) != roles::BANNED {
+                            state.set_role(&u, roles::NONE);
+                        }
                     }
-                }
-                let new_extensions = if state != before {
-                    Some(extensions_with(&group, &state)?)
-                } else {
-                    None
-                };
-                let mut builder = group
-                    .commit_builder()
-                    .propose_adds(p.adds.iter().cloned())
-                    .propose_removals(p.removals.iter().copied())
-                    .force_self_update(true);
-                if let Some(exts) = new_extensions {
-                    builder = builder
-                        .propose_group_context_extensions(exts)
-                        .map_err(|e| ClientError::Mls(format!("the room state: {e}")))?;
-                }
-                let mls = |e: &dyn std::fmt::Display| ClientError::Mls(format!("committing: {e}"));
-                let bundle = builder
-                    .load_psks(provider.storage())
-                    .map_err(|e| mls(&e))?
-                    .create_group_info(true)
-                    .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
-                    .map_err(|e| mls(&e))?
-                    .stage_commit(&provider)
-                    .map_err(|e| mls(&e))?;
-                let welcome = bundle.to_welcome_msg();
-                let (commit, _, group_info) = bundle.into_contents();
-                let group_info: MlsMessageOut = group_info
-                    .ok_or_else(|| ClientError::Bug("the commit produced no GroupInfo".into()))?
-                    .into();
-                // The new members need the tree of the epoch the commit creates.
-                let tree = group
-                    .pending_commit()
-                    .ok_or_else(|| ClientError::Bug("no pending commit".into()))?
-                    .export_ratchet_tree(provider.crypto(), group.export_ratchet_tree())
-                    .map_err(|e| ClientError::Mls(format!("exporting the new tree: {e}")))?
-                    .ok_or_else(|| ClientError::Bug("the pending commit has no tree".into()))?;
-                frames::update_request(&commit, welcome.as_ref(), &group_info, tree)?
-            };
+                    let new_extensions = if state != before {
+                        Some(extensions_with(group, &state)?)
+                    } else {
+                        None
+                    };
+                    let mut builder = group
+                        .commit_builder()
+                        .propose_adds(p.adds.iter().cloned())
+                        .propose_removals(p.removals.iter().copied())
+                        .force_self_update(true);
+                    if let Some(exts) = new_extensions {
+                        builder = builder
+                            .propose_group_context_extensions(exts)
+                            .map_err(|e| ClientError::Mls(format!("the room state: {e}")))?;
+                    }
+                    let mls =
+                        |e: &dyn std::fmt::Display| ClientError::Mls(format!("committing: {e}"));
+                    let bundle = builder
+                        .load_psks(provider.storage())
+                        .map_err(|e| mls(&e))?
+                        .create_group_info(true)
+                        .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+                        .map_err(|e| mls(&e))?
+                        .stage_commit(&provider)
+                        .map_err(|e| mls(&e))?;
+                    let welcome = bundle.to_welcome_msg();
+                    let (commit, _, group_info) = bundle.into_contents();
+                    let group_info: MlsMessageOut = group_info
+                        .ok_or_else(|| ClientError::Bug("the commit produced no GroupInfo".into()))?
+                        .into();
+                    // The new members need the tree of the epoch the commit creates.
+                    let tree = group
+                        .pending_commit()
+                        .ok_or_else(|| ClientError::Bug("no pending commit".into()))?
+                        .export_ratchet_tree(provider.crypto(), group.export_ratchet_tree())
+                        .map_err(|e| ClientError::Mls(format!("exporting the new tree: {e}")))?
+                        .ok_or_else(|| ClientError::Bug("the pending commit has no tree".into()))?;
+                    frames::update_request(&commit, welcome.as_ref(), &group_info, tree)
+                })
+            })?;
             let answer: HubAnswer = self
                 .signed(
                     reqwest::Method::POST,
@@ -731,20 +749,23 @@ impl Client {
             let outcome = frames::parse_update_response(&answer.response);
             // Apply the hub's verdict to our pending commit, under the lock, then
             // act on it outside the lock.
-            {
-                let conn = self.db();
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
-                if let Ok(UpdateOutcome::Success { .. }) = outcome {
-                    group
-                        .merge_pending_commit(&provider)
-                        .map_err(|e| ClientError::Mls(format!("merging our commit: {e}")))?;
-                } else {
-                    group
-                        .clear_pending_commit(provider.storage())
-                        .map_err(|e| ClientError::Mls(e.to_string()))?;
-                }
-            }
+            crate::blocking(|| {
+                let mut local = self.db();
+                let Local { conn, groups, .. } = &mut *local;
+                groups.transaction(conn, |tx| {
+                    let provider = MlsProvider::new(&self.crypto, tx.conn());
+                    let group = group_in(tx, room)?;
+                    if let Ok(UpdateOutcome::Success { .. }) = outcome {
+                        group
+                            .merge_pending_commit(&provider)
+                            .map_err(|e| ClientError::Mls(format!("merging our commit: {e}")))
+                    } else {
+                        group
+                            .clear_pending_commit(provider.storage())
+                            .map_err(|e| ClientError::Mls(e.to_string()))
+                    }
+                })
+            })?;
             match outcome? {
                 UpdateOutcome::Success { .. } => return Ok(()),
                 UpdateOutcome::WrongEpoch { current } => {

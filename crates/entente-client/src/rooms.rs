@@ -3,23 +3,26 @@
 
 use std::time::Duration;
 
-use entente_core::identity::ClientCertificate;
+use std::collections::HashMap;
+
+use entente_core::identity::{ClientCertificate, IssuerPublicKey};
+use entente_core::mls::{CredentialVerifier, MlsCheckError};
 use entente_wire::api::{
     self, HubAnswer, InboxItem, InboxPage, KeyMaterialCall, KeyMaterialResult, SubmitCall,
 };
 use entente_wire::content::MimiContent;
-use entente_wire::ids::{ClientId, RoomId, UserId};
+use entente_wire::ids::{ClientId, Domain, RoomId, UserId};
 use openmls::prelude::{
     GroupId, KeyPackage, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig,
     MlsGroupJoinConfig, OpenMlsProvider as _, ProcessedMessageContent, ProtocolVersion, Sender,
     SenderRatchetConfiguration, StagedWelcome, WireFormatPolicy,
 };
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use crate::frames::{self, FanoutBody, SubmitOutcome};
-use crate::store::{MlsProvider, storage};
-use crate::{Client, ClientError, now_secs};
+use crate::store::{CachedTransaction, MlsProvider, pinned_issuers, storage};
+use crate::{Client, ClientError, Local, now_secs};
 
 /// How many past epochs' keys a member keeps, to decrypt messages that were sent
 /// just before a commit. Matches the hub's `MAX_PAST_EPOCHS`.
@@ -110,29 +113,78 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The MLS group ID of a room.
+pub(crate) fn group_id(room: &RoomId) -> GroupId {
+    GroupId::from_slice(room.to_string().as_bytes())
+}
+
+/// The group of `room`, from the cache or the database.
+pub(crate) fn group_in<'t>(
+    tx: &'t mut CachedTransaction<'_>,
+    room: &RoomId,
+) -> Result<&'t mut MlsGroup, ClientError> {
+    tx.group(&group_id(room))
+        .map_err(|e| match e {
+            ClientError::Storage(m) => {
+                ClientError::Storage(m.replacen("loading a group", &format!("loading {room}"), 1))
+            }
+            e => e,
+        })?
+        .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
+}
+
+/// The clients in a group.
+pub(crate) fn clients_of(group: &MlsGroup) -> Result<Vec<ClientId>, ClientError> {
+    group
+        .members()
+        .map(|m| {
+            entente_core::mls::certificate_in(&m.credential)
+                .map(|c| c.claimed_client().clone())
+                .map_err(|e| ClientError::Untrusted(e.to_string()))
+        })
+        .collect()
+}
+
+/// The users of `clients`, sorted, each once.
+fn users_of_clients<'c>(clients: impl IntoIterator<Item = &'c ClientId>) -> Vec<UserId> {
+    let mut users: Vec<UserId> = clients.into_iter().map(|c| c.user().clone()).collect();
+    users.sort_by_key(|u| u.to_string());
+    users.dedup();
+    users
+}
+
+/// The users in a group, sorted, each once.
+pub(crate) fn users_of(group: &MlsGroup) -> Result<Vec<UserId>, ClientError> {
+    Ok(users_of_clients(&clients_of(group)?))
+}
+
+/// A failed credential check, as the client reports it.
+pub(crate) fn untrusted(e: MlsCheckError) -> ClientError {
+    match e {
+        MlsCheckError::UnknownIssuer { domain } => {
+            ClientError::Untrusted(format!("no issuer key known for {domain}"))
+        }
+        e => ClientError::Untrusted(e.to_string()),
+    }
+}
+
+/// Verifies a member's credential with the pinned issuer keys.
+pub(crate) fn verify_pinned(
+    verifier: &mut CredentialVerifier,
+    issuers: &HashMap<Domain, IssuerPublicKey>,
+    credential: &openmls::prelude::Credential,
+    signature_key: &[u8],
+) -> Result<ClientCertificate, ClientError> {
+    verifier
+        .verify(credential, signature_key, issuers, now_secs())
+        .map_err(untrusted)
+}
+
 pub(crate) fn room_path(room: &RoomId, tail: &str) -> String {
     format!("/v1/rooms/{}/{tail}", api::path_segment(&room.to_string()))
 }
 
 impl Client {
-    fn load_group(&self, room: &RoomId) -> Result<MlsGroup, ClientError> {
-        self.load_group_in(&self.db(), room)
-    }
-
-    pub(crate) fn load_group_in(
-        &self,
-        conn: &Connection,
-        room: &RoomId,
-    ) -> Result<MlsGroup, ClientError> {
-        let provider = MlsProvider::new(&self.crypto, conn);
-        MlsGroup::load(
-            provider.storage(),
-            &GroupId::from_slice(room.to_string().as_bytes()),
-        )
-        .map_err(|e| ClientError::Storage(format!("loading {room}: {e}")))?
-        .ok_or_else(|| ClientError::Usage(format!("this device is not in {room}")))
-    }
-
     /// Claims KeyPackages for all devices of `user` and checks each one's credential.
     pub(crate) async fn claim_key_packages(
         &self,
@@ -196,68 +248,61 @@ impl Client {
             .map_err(|e| ClientError::Untrusted(e.to_string()))
     }
 
-    /// The clients in a room, from the MLS group.
-    pub fn member_clients(&self, room: &RoomId) -> Result<Vec<ClientId>, ClientError> {
-        self.member_clients_in(&self.db(), room)
+    /// Runs `f` in one local transaction with the room's group.
+    pub(crate) fn with_group<T>(
+        &self,
+        room: &RoomId,
+        f: impl FnOnce(&MlsGroup) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        crate::blocking(|| {
+            let mut local = self.db();
+            let Local { conn, groups, .. } = &mut *local;
+            groups.transaction(conn, |tx| f(group_in(tx, room)?))
+        })
     }
 
-    fn member_clients_in(
-        &self,
-        conn: &Connection,
-        room: &RoomId,
-    ) -> Result<Vec<ClientId>, ClientError> {
-        let group = self.load_group_in(conn, room)?;
-        group
-            .members()
-            .map(|m| {
-                entente_core::mls::certificate_in(&m.credential)
-                    .map(|c| c.claimed_client().clone())
-                    .map_err(|e| ClientError::Untrusted(e.to_string()))
-            })
-            .collect()
+    /// The clients in a room, from the MLS group.
+    pub fn member_clients(&self, room: &RoomId) -> Result<Vec<ClientId>, ClientError> {
+        self.with_group(room, clients_of)
     }
 
     /// The users in a room.
     pub fn members(&self, room: &RoomId) -> Result<Vec<UserId>, ClientError> {
-        self.members_in(&self.db(), room)
-    }
-
-    fn members_in(&self, conn: &Connection, room: &RoomId) -> Result<Vec<UserId>, ClientError> {
-        let mut users: Vec<UserId> = self
-            .member_clients_in(conn, room)?
-            .iter()
-            .map(|c| c.user().clone())
-            .collect();
-        users.sort_by_key(|u| u.to_string());
-        users.dedup();
-        Ok(users)
+        self.with_group(room, users_of)
     }
 
     /// The rooms this device is in.
     pub fn rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
-        let conn = self.db();
-        let mut stmt = conn
-            .prepare("SELECT room FROM rooms ORDER BY joined_at")
-            .map_err(storage)?;
-        let rooms: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(storage)?
-            .collect::<Result<_, _>>()
-            .map_err(storage)?;
-        rooms
-            .into_iter()
-            .map(|r| {
-                let room: RoomId = r
-                    .parse()
-                    .map_err(|e| ClientError::Storage(format!("room: {e}")))?;
-                let group = self.load_group_in(&conn, &room)?;
-                Ok(RoomSummary {
-                    epoch: group.epoch().as_u64(),
-                    members: self.members_in(&conn, &room)?,
-                    room,
-                })
+        crate::blocking(|| {
+            let mut local = self.db();
+            let Local { conn, groups, .. } = &mut *local;
+            groups.transaction(conn, |tx| {
+                let rooms: Vec<String> = {
+                    let mut stmt = tx
+                        .conn()
+                        .prepare("SELECT room FROM rooms ORDER BY joined_at")
+                        .map_err(storage)?;
+                    stmt.query_map([], |r| r.get(0))
+                        .map_err(storage)?
+                        .collect::<Result<_, _>>()
+                        .map_err(storage)?
+                };
+                rooms
+                    .into_iter()
+                    .map(|r| {
+                        let room: RoomId = r
+                            .parse()
+                            .map_err(|e| ClientError::Storage(format!("room: {e}")))?;
+                        let group = group_in(tx, &room)?;
+                        Ok(RoomSummary {
+                            epoch: group.epoch().as_u64(),
+                            members: users_of(group)?,
+                            room,
+                        })
+                    })
+                    .collect()
             })
-            .collect()
+        })
     }
 
     /// Sends a text message (plain or markdown) to a room. Returns its MIMI
@@ -339,11 +384,12 @@ impl Client {
         message_id: &[u8; 32],
     ) -> Result<i64, ClientError> {
         crate::blocking(|| {
-            let conn = self.db();
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-            let r = (|| {
-                let provider = MlsProvider::new(&self.crypto, &conn);
-                let mut group = self.load_group_in(&conn, room)?;
+            let mut local = self.db();
+            let Local { conn, groups, .. } = &mut *local;
+            groups.transaction(conn, |tx| {
+                let conn = tx.conn();
+                let provider = MlsProvider::new(&self.crypto, conn);
+                let group = group_in(tx, room)?;
                 let msg = group
                     .create_message(&provider, &self.signer, bytes)
                     .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
@@ -359,18 +405,8 @@ impl Client {
                     params![room.to_string(), request, now_secs() as i64, message_id.to_vec()],
                 )
                 .map_err(storage)?;
-                Ok::<_, ClientError>(conn.last_insert_rowid())
-            })();
-            match r {
-                Ok(id) => {
-                    conn.execute_batch("COMMIT").map_err(storage)?;
-                    Ok(id)
-                }
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
+                Ok(conn.last_insert_rowid())
+            })
         })
     }
 
@@ -647,32 +683,48 @@ impl Client {
             }
         }
         crate::blocking(|| {
-            let conn = self.db();
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-            let result = match parsed {
-                Ok(f) => self.apply_fanout(&conn, &item.room, f),
-                Err(e) => Err(e),
-            };
-            let event = match result {
-                Ok(ev) => ev,
+            let mut local = self.db();
+            let Local {
+                conn,
+                groups,
+                verifier,
+            } = &mut *local;
+            let cursor = item.seq.to_string();
+            // The item and the cursor in one transaction. An item that fails is
+            // rolled back (the transaction fails with it) and kept here; a
+            // failure to store the cursor or to commit is reported as it is.
+            let mut rejected = None;
+            let applied = match parsed {
+                Ok(f) => groups.transaction(conn, |tx| {
+                    match self.apply_fanout(tx, verifier, &item.room, f) {
+                        Ok(ev) => {
+                            crate::store::set_setting(tx.conn(), "inbox_cursor", &cursor)?;
+                            Ok(ev)
+                        }
+                        Err(e) => {
+                            let reason = e.to_string();
+                            rejected = Some(e);
+                            Err(ClientError::Bug(format!("rolled back: {reason}")))
+                        }
+                    }
+                }),
                 Err(e) => {
-                    // Undo whatever was applied, then record the item as handled.
-                    let _ = conn.execute_batch("ROLLBACK");
-                    conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-                    tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
-                    Some(Event::Rejected {
-                        room: item.room.clone(),
-                        reason: e.to_string(),
-                    })
+                    rejected = Some(e);
+                    Ok(None)
                 }
             };
-            let done = crate::store::set_setting(&conn, "inbox_cursor", &item.seq.to_string())
-                .and_then(|_| conn.execute_batch("COMMIT").map_err(storage));
-            if let Err(e) = done {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-            Ok(event)
+            let Some(e) = rejected else {
+                return applied;
+            };
+            // Undone already; record the item as handled.
+            tracing::warn!(room = %item.room, error = %e, "dropping an undecryptable or invalid item");
+            groups.transaction(conn, |tx| {
+                crate::store::set_setting(tx.conn(), "inbox_cursor", &cursor)
+            })?;
+            Ok(Some(Event::Rejected {
+                room: item.room.clone(),
+                reason: e.to_string(),
+            }))
         })
     }
 
@@ -685,24 +737,30 @@ impl Client {
         fanout: &[u8],
     ) -> Result<Option<Event>, ClientError> {
         let f = frames::parse_fanout(fanout)?;
-        let conn = self.db();
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(storage)?;
-        let result = self.apply_fanout(&conn, &room.to_string(), f);
-        conn.execute_batch("ROLLBACK").map_err(storage)?;
-        result
+        let mut local = self.db();
+        let Local {
+            conn,
+            groups,
+            verifier,
+        } = &mut *local;
+        groups.dry_run(conn, |tx| {
+            self.apply_fanout(tx, verifier, &room.to_string(), f)
+        })
     }
 
     /// Applies one fanout message inside the caller's transaction. Synchronous: all
     /// issuer keys needed were fetched beforehand.
     fn apply_fanout(
         &self,
-        conn: &Connection,
+        tx: &mut CachedTransaction<'_>,
+        verifier: &mut CredentialVerifier,
         room_s: &str,
         f: frames::Fanout,
     ) -> Result<Option<Event>, ClientError> {
         let room: RoomId = room_s
             .parse()
             .map_err(|e| ClientError::Protocol(format!("room id: {e}")))?;
+        let conn = tx.conn();
         let provider = MlsProvider::new(&self.crypto, conn);
         match f.body {
             FanoutBody::Welcome {
@@ -721,19 +779,27 @@ impl Client {
                         "Welcome is for a different room than it was delivered for".into(),
                     ));
                 }
-                for m in staged.members() {
-                    self.verify_leaf_sync(conn, &m.credential, &m.signature_key)?;
-                }
+                let members: Vec<_> = staged.members().collect();
+                let certs = verifier
+                    .verify_all(
+                        members
+                            .iter()
+                            .map(|m| (&m.credential, m.signature_key.as_slice())),
+                        &pinned_issuers(conn)?,
+                        now_secs(),
+                    )
+                    .map_err(untrusted)?;
                 let group = staged
                     .into_group(&provider)
                     .map_err(|e| ClientError::Mls(format!("joining: {e}")))?;
+                let group = tx.insert(group);
                 conn.execute(
                     "INSERT OR IGNORE INTO rooms (room, joined_at, joined_epoch) VALUES (?1, ?2, ?3)",
                     params![room.to_string(), now_secs() as i64, group.epoch().as_u64() as i64],
                 )
                 .map_err(storage)?;
                 Ok(Some(Event::Joined {
-                    members: self.members_in(conn, &room)?,
+                    members: users_of_clients(certs.iter().map(|c| c.client())),
                     room,
                 }))
             }
@@ -754,7 +820,8 @@ impl Client {
                     tracing::debug!(room = %room, "skipping a message from before we joined");
                     return Ok(None);
                 }
-                let mut group = self.load_group_in(conn, &room)?;
+                let issuers = pinned_issuers(conn)?;
+                let group = group_in(tx, &room)?;
                 let processed = group
                     .process_message(&provider, msg)
                     .map_err(|e| ClientError::Mls(format!("{e}")))?;
@@ -763,9 +830,12 @@ impl Client {
                     _ => None,
                 };
                 let sender_cert = match sender_leaf.and_then(|i| group.member_at(i)) {
-                    Some(m) => {
-                        Some(self.verify_leaf_sync(conn, &m.credential, &m.signature_key)?)
-                    }
+                    Some(m) => Some(verify_pinned(
+                        verifier,
+                        &issuers,
+                        &m.credential,
+                        &m.signature_key,
+                    )?),
                     None => None,
                 };
                 match processed.into_content() {
@@ -803,19 +873,24 @@ impl Client {
                         })))
                     }
                     ProcessedMessageContent::StagedCommitMessage(staged) => {
-                        for add in staged.add_proposals() {
-                            let leaf = add.add_proposal().key_package().leaf_node();
-                            self.verify_leaf_sync(
-                                conn,
-                                leaf.credential(),
-                                leaf.signature_key().as_slice(),
-                            )?;
-                        }
+                        let adds: Vec<_> = staged
+                            .add_proposals()
+                            .map(|add| add.add_proposal().key_package().leaf_node().clone())
+                            .collect();
+                        verifier
+                            .verify_all(
+                                adds.iter()
+                                    .map(|l| (l.credential(), l.signature_key().as_slice())),
+                                &issuers,
+                                now_secs(),
+                            )
+                            .map_err(untrusted)?;
                         // An update path may carry a new credential (and an
                         // external joiner's always does).
                         if let Some(leaf) = staged.update_path_leaf_node() {
-                            self.verify_leaf_sync(
-                                conn,
+                            verify_pinned(
+                                verifier,
+                                &issuers,
                                 leaf.credential(),
                                 leaf.signature_key().as_slice(),
                             )?;
@@ -835,7 +910,7 @@ impl Client {
                             return Ok(Some(Event::Removed { room }));
                         }
                         Ok(Some(Event::MembersChanged {
-                            members: self.members_in(conn, &room)?,
+                            members: users_of(group)?,
                             room,
                         }))
                     }
@@ -855,22 +930,6 @@ impl Client {
         }
     }
 
-    /// Verifies a credential with an issuer key that is already pinned.
-    pub(crate) fn verify_leaf_sync(
-        &self,
-        conn: &Connection,
-        credential: &openmls::prelude::Credential,
-        signature_key: &[u8],
-    ) -> Result<ClientCertificate, ClientError> {
-        let unverified = entente_core::mls::certificate_in(credential)
-            .map_err(|e| ClientError::Untrusted(e.to_string()))?;
-        let domain = unverified.claimed_client().domain().clone();
-        let issuer = Self::pinned_issuer(conn, &domain)?
-            .ok_or_else(|| ClientError::Untrusted(format!("no issuer key known for {domain}")))?;
-        entente_core::mls::verify_credential(credential, signature_key, &issuer, now_secs())
-            .map_err(|e| ClientError::Untrusted(e.to_string()))
-    }
-
     /// The safety number of our conversation with `peer`, from the keys of the
     /// devices in the rooms we share; `None` if we share no room.
     pub fn safety_number(&self, peer: &UserId) -> Result<Option<String>, ClientError> {
@@ -880,17 +939,19 @@ impl Client {
             if !r.members.contains(peer) {
                 continue;
             }
-            let group = self.load_group(&r.room)?;
-            for m in group.members() {
-                let c = entente_core::mls::certificate_in(&m.credential)
-                    .map_err(|e| ClientError::Untrusted(e.to_string()))?;
-                let u = c.claimed_client().user();
-                if u == peer {
-                    theirs.push(m.signature_key.clone());
-                } else if u == self.id.user() {
-                    mine.push(m.signature_key.clone());
+            self.with_group(&r.room, |group| {
+                for m in group.members() {
+                    let c = entente_core::mls::certificate_in(&m.credential)
+                        .map_err(|e| ClientError::Untrusted(e.to_string()))?;
+                    let u = c.claimed_client().user();
+                    if u == peer {
+                        theirs.push(m.signature_key.clone());
+                    } else if u == self.id.user() {
+                        mine.push(m.signature_key.clone());
+                    }
                 }
-            }
+                Ok(())
+            })?;
         }
         if theirs.is_empty() {
             return Ok(None);
