@@ -509,6 +509,24 @@ impl Client {
         .await
     }
 
+    /// Replaces the room's role definitions (room-policy-03 `RoleData`): a policy
+    /// change, which needs canChangeRoleDefinitions (owners, by default).
+    pub async fn set_role_definitions(
+        &mut self,
+        room: &RoomId,
+        roles: entente_wire::mimi::RoleData,
+    ) -> Result<(), ClientError> {
+        self.require_room(room)?;
+        self.commit_change(room, move |_group, state| {
+            state.roles = roles.clone();
+            state
+                .validate()
+                .map_err(|e| ClientError::Usage(format!("the new roles: {e}")))?;
+            Ok(Plan::default())
+        })
+        .await
+    }
+
     /// Leaves the room: proposes the removal of all our devices (MLS does not let
     /// a member commit its own removal); the next commit by another member, which
     /// the designated member makes as soon as it sees the proposals, removes us

@@ -140,6 +140,27 @@ fn refused(r: Result<(), ClientError>, needle: &str) -> Result<()> {
     }
 }
 
+/// Syncs until the device's room state satisfies `ok`.
+async fn wait_until_state(
+    client: &mut Client,
+    room: &RoomId,
+    ok: impl Fn(&entente_core::room::RoomState) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        client.sync().await?;
+        if ok(&client.room_state(room)?) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} never saw the new room state",
+            client.id()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 fn epoch(client: &Client, room: &RoomId) -> Result<u64> {
     client
         .rooms()?
@@ -307,7 +328,40 @@ async fn hub_enforces_room_policy() -> Result<()> {
         ],
     )
     .await?;
+    // Changing the policy itself: an admin may not, an owner may. Here the owner
+    // lets members add participants; then a member can.
+    let mut roles_def = alice.room_state(&room)?.roles;
+    let member = roles_def
+        .roles
+        .iter_mut()
+        .find(|r| r.role_index == roles::MEMBER)
+        .context("no member role")?;
+    member
+        .role_capabilities
+        .push(entente_wire::mimi::capability::CAN_ADD_PARTICIPANT);
+    member
+        .authorized_role_changes
+        .push(entente_wire::mimi::SingleSourceRoleChangeTargets {
+            from_role_index: 0,
+            target_role_indexes: vec![roles::MEMBER],
+        });
+    bob.sync().await?;
+    refused(
+        bob.set_role_definitions(&room, roles_def.clone()).await,
+        "canChangeRoleDefinitions",
+    )?;
+    alice.sync().await?;
+    alice.set_role_definitions(&room, roles_def).await?;
+    wait_until_state(&mut bob, &room, |s| {
+        s.role(roles::MEMBER).is_some_and(|r| {
+            r.role_capabilities
+                .contains(&entente_wire::mimi::capability::CAN_ADD_PARTICIPANT)
+        })
+    })
+    .await?;
+
     // Messages still flow; the banned user's provider gets nothing more.
+    bob.sync().await?;
     bob.invite(&room, dave.user()).await?;
     alice.send_text(&room, "still here", false).await?;
     wait_text(&mut bob, &room, "still here").await?;
