@@ -161,9 +161,11 @@ pub async fn accept_update(
     match update {
         wire::Update::Commit(c) => accept_commit(state, room, c, from, tracker).await,
         wire::Update::Proposals(p) => {
-            let result = accept_proposals(state, room, p, from, tracker).await;
-            if result.is_err() {
-                // The in-memory state may hold proposals that never became durable.
+            let mut accepted = false;
+            let result = accept_proposals(state, room, p, from, tracker, &mut accepted).await;
+            if !accepted {
+                // The in-memory state may hold proposals (the first of several,
+                // say) that never became durable: reload it next time.
                 *guard = None;
             }
             result
@@ -393,6 +395,7 @@ async fn accept_proposals(
     update: wire::ProposalUpdate,
     from: Submitter,
     tracker: &mut Tracked,
+    accepted: &mut bool,
 ) -> Result<Vec<u8>, Failure> {
     if update.epoch != tracker.epoch() {
         return Ok(wire::update_wrong_epoch(tracker.epoch(), update.epoch));
@@ -438,5 +441,6 @@ async fn accept_proposals(
     }
     super::drop_unknown_clients(state, std::slice::from_mut(&mut batch)).await?;
     commit_batch(state, batch).await?;
+    *accepted = true;
     Ok(wire::update_success(ts))
 }
