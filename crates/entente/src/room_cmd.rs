@@ -24,7 +24,7 @@ const ROLE_NAMES: [(&str, u32); 3] = [
 
 #[derive(Subcommand)]
 pub enum RoomCommand {
-    /// Create a room, with you as its owner. Prints the room.
+    /// Create a room, with you as its owner; prints its URI
     ///
     /// Example: entente room create --name Team
     Create {
