@@ -38,6 +38,26 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The hub refused a change or message (MIMI `notAllowed`), with its reason.
+    pub(crate) fn not_allowed(reason: impl Into<String>) -> Self {
+        ClientError::Provider {
+            status: 403,
+            code: "not_allowed".into(),
+            message: reason.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// The room moved on under every attempt to change it.
+    pub(crate) fn kept_changing(attempts: usize) -> Self {
+        ClientError::Provider {
+            status: 409,
+            code: "wrong_epoch".into(),
+            message: format!("the room kept changing; gave up after {attempts} attempts"),
+            retry_after_secs: Some(1),
+        }
+    }
+
     /// Whether retrying later might succeed.
     pub fn is_transient(&self) -> bool {
         match self {

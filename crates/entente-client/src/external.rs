@@ -235,12 +235,7 @@ impl Client {
                 }
                 Ok(UpdateOutcome::Refused { reason }) => {
                     self.forget_room(room)?;
-                    return Err(ClientError::Provider {
-                        status: 403,
-                        code: "not_allowed".into(),
-                        message: reason,
-                        retry_after_secs: None,
-                    });
+                    return Err(ClientError::not_allowed(reason));
                 }
                 Err(e) => {
                     // Not known to be ordered: drop our half; joining again is safe.
@@ -249,11 +244,6 @@ impl Client {
                 }
             }
         }
-        Err(ClientError::Provider {
-            status: 409,
-            code: "wrong_epoch".into(),
-            message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
-            retry_after_secs: Some(1),
-        })
+        Err(ClientError::kept_changing(EPOCH_RETRIES))
     }
 }

@@ -584,21 +584,11 @@ impl Client {
                     Box::pin(self.sync()).await?;
                 }
                 UpdateOutcome::Refused { reason } => {
-                    return Err(ClientError::Provider {
-                        status: 403,
-                        code: "not_allowed".into(),
-                        message: reason,
-                        retry_after_secs: None,
-                    });
+                    return Err(ClientError::not_allowed(reason));
                 }
             }
         }
-        Err(ClientError::Provider {
-            status: 409,
-            code: "wrong_epoch".into(),
-            message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
-            retry_after_secs: Some(1),
-        })
+        Err(ClientError::kept_changing(EPOCH_RETRIES))
     }
 
     /// The participants with their roles and devices.
@@ -795,20 +785,10 @@ impl Client {
                     Box::pin(self.sync()).await?;
                 }
                 UpdateOutcome::Refused { reason } => {
-                    return Err(ClientError::Provider {
-                        status: 403,
-                        code: "not_allowed".into(),
-                        message: reason,
-                        retry_after_secs: None,
-                    });
+                    return Err(ClientError::not_allowed(reason));
                 }
             }
         }
-        Err(ClientError::Provider {
-            status: 409,
-            code: "wrong_epoch".into(),
-            message: format!("the room kept changing; gave up after {EPOCH_RETRIES} attempts"),
-            retry_after_secs: Some(1),
-        })
+        Err(ClientError::kept_changing(EPOCH_RETRIES))
     }
 }

@@ -464,12 +464,9 @@ impl Client {
                     outbox_id = self.queue_message(room, bytes, message_id)?;
                 }
                 SubmitOutcome::NotAllowed => {
-                    return Err(ClientError::Provider {
-                        status: 403,
-                        code: "not_allowed".into(),
-                        message: format!("the hub of {room} does not allow you to send there"),
-                        retry_after_secs: None,
-                    });
+                    return Err(ClientError::not_allowed(format!(
+                        "the hub of {room} does not allow you to send there"
+                    )));
                 }
             }
         }

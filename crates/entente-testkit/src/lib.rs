@@ -183,6 +183,20 @@ impl Federation {
         })
     }
 
+    /// Registers a new account `user` (`alice@a.example`) with its first device, whose
+    /// data lives in `clients/<name>-<device>`.
+    pub async fn register(&self, user: &str, device: &str) -> Result<entente_client::Client> {
+        let id: entente_wire::ids::UserId = user.parse().with_context(|| format!("user {user}"))?;
+        let dir = format!("{}-{device}", id.name());
+        Ok(entente_client::Client::register(
+            self.client_options(id.domain().as_str(), &dir)?,
+            &id,
+            device,
+            None,
+        )
+        .await?)
+    }
+
     /// Options for a client device named `name` of `domain`, with its own data dir.
     pub fn client_options(&self, domain: &str, name: &str) -> Result<ClientOptions> {
         Ok(ClientOptions {

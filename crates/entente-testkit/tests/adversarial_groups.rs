@@ -1387,16 +1387,7 @@ fn user(s: &str) -> UserId {
 }
 
 async fn register(fed: &Federation, user_id: &str, device: &str) -> Client {
-    let id = user(user_id);
-    let dir = format!("{}-{device}", id.name());
-    Client::register(
-        fed.client_options(id.domain().as_str(), &dir).unwrap(),
-        &id,
-        device,
-        None,
-    )
-    .await
-    .unwrap()
+    fed.register(user_id, device).await.unwrap()
 }
 
 fn random_room(hub: &str) -> RoomId {

@@ -648,15 +648,7 @@ struct Sent {
 }
 
 async fn register(fed: &Federation, user: &str, device: &str) -> Result<Client> {
-    let id: UserId = user.parse()?;
-    let dir = format!("{}-{device}", id.name());
-    Ok(Client::register(
-        fed.client_options(id.domain().as_str(), &dir)?,
-        &id,
-        device,
-        None,
-    )
-    .await?)
+    fed.register(user, device).await
 }
 
 /// Registers another device of `existing`'s user with a link code from it.

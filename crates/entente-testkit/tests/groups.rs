@@ -18,21 +18,13 @@ use anyhow::{Context, Result, bail, ensure};
 use entente_client::{Client, ClientError, Event};
 use entente_core::room::roles;
 use entente_testkit::Federation;
-use entente_wire::ids::{RoomId, UserId};
+use entente_wire::ids::RoomId;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(25);
 
 async fn register(fed: &Federation, user: &str, device: &str) -> Result<Client> {
-    let id: UserId = user.parse()?;
-    let dir = format!("{}-{device}", id.name());
-    Ok(Client::register(
-        fed.client_options(id.domain().as_str(), &dir)?,
-        &id,
-        device,
-        None,
-    )
-    .await?)
+    fed.register(user, device).await
 }
 
 /// Syncs until `done` holds for the events seen so far.
@@ -140,6 +132,41 @@ fn refused(r: Result<(), ClientError>, needle: &str) -> Result<()> {
     }
 }
 
+/// Syncs `client` until `ok` holds of it.
+async fn eventually(
+    client: &mut Client,
+    what: &str,
+    ok: impl Fn(&Client) -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        client.sync().await?;
+        if ok(client)? {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} never saw {what}",
+            client.id()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The devices `client` sees for `user` in `room`.
+fn devices_of(
+    client: &Client,
+    room: &RoomId,
+    user: &entente_wire::ids::UserId,
+) -> Result<Vec<entente_wire::ids::ClientId>> {
+    Ok(client
+        .participants(room)?
+        .into_iter()
+        .find(|p| &p.user == user)
+        .map(|p| p.clients)
+        .unwrap_or_default())
+}
+
 /// Syncs until the device's room state satisfies `ok`.
 async fn wait_until_state(
     client: &mut Client,
@@ -197,17 +224,12 @@ async fn room_across_three_providers() -> Result<()> {
 
     alice.set_room_topic(&room, "quarterly planning").await?;
     for c in [&mut bob, &mut carol] {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            c.sync().await?;
+        eventually(c, "the topic", |c| {
             let s = c.room_state(&room)?;
-            if s.metadata.room_subject.as_str() == "quarterly planning" {
-                ensure!(s.metadata.room_name.as_str() == "Team");
-                break;
-            }
-            ensure!(Instant::now() < deadline, "{} never saw the topic", c.id());
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(s.metadata.room_subject.as_str() == "quarterly planning"
+                && s.metadata.room_name.as_str() == "Team")
+        })
+        .await?;
     }
 
     alice.send_text(&room, "hi from a", false).await?;
@@ -511,18 +533,11 @@ async fn new_device_joins_all_rooms_and_lost_device_is_removed() -> Result<()> {
     wait_joined(&mut phone, &r2).await?;
     // Bob sends once he has seen the phone join (a message from an older epoch is
     // not for the phone: it skips it).
-    let deadline = Instant::now() + DEADLINE;
-    while bob
-        .participants(&r1)?
-        .iter()
-        .find(|p| p.user == *laptop.user())
-        .map_or(0, |p| p.clients.len())
-        < 2
-    {
-        ensure!(Instant::now() < deadline, "Bob never saw the phone");
-        bob.sync().await?;
-        tokio::time::sleep(POLL).await;
-    }
+    let alice_user = laptop.user().clone();
+    eventually(&mut bob, "the phone", |b| {
+        Ok(devices_of(b, &r1, &alice_user)?.len() == 2)
+    })
+    .await?;
     bob.send_text(&r1, "hello phone", false).await?;
     wait_text(&mut phone, &r1, "hello phone").await?;
     ensure!(
@@ -551,25 +566,12 @@ async fn new_device_joins_all_rooms_and_lost_device_is_removed() -> Result<()> {
         |r| r.get(0),
     )?;
     ensure!(left == 0, "{left} rows of the revoked phone remain");
+    let laptop_only = [laptop.id().clone()];
     for r in [&r1, &r2] {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            bob.sync().await?;
-            let p = bob.participants(r)?;
-            let alice = p
-                .iter()
-                .find(|p| p.user == *laptop.user())
-                .context("Alice is gone")?;
-            if alice.clients == [laptop.id().clone()] {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "Alice's devices in {r}: {:?}",
-                alice.clients
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        eventually(&mut bob, "the phone's removal", |b| {
+            Ok(devices_of(b, r, &alice_user)? == laptop_only)
+        })
+        .await?;
     }
     fed.shutdown().await;
     Ok(())
@@ -696,21 +698,12 @@ async fn new_device_joins_by_external_commit() -> Result<()> {
     ensure!(joined == want, "the phone joined {joined:?}");
 
     // Everyone sees the phone; messages reach it in both rooms.
+    let alice_user = laptop.user().clone();
     for r in [&r1, &r2] {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            bob.sync().await?;
-            let n = bob
-                .participants(r)?
-                .iter()
-                .find(|p| p.user == *laptop.user())
-                .map_or(0, |p| p.clients.len());
-            if n == 2 {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "Bob never saw the phone in {r}");
-            tokio::time::sleep(POLL).await;
-        }
+        eventually(&mut bob, "the phone", |b| {
+            Ok(devices_of(b, r, &alice_user)?.len() == 2)
+        })
+        .await?;
         bob.send_text(r, "hello phone", false).await?;
         wait_text(&mut phone, r, "hello phone").await?;
         wait_text(&mut laptop, r, "hello phone").await?;
