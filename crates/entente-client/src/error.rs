@@ -32,6 +32,9 @@ pub enum ClientError {
     /// An MLS operation failed.
     #[error("MLS: {0}")]
     Mls(String),
+    /// An encrypted file failed its checks or cannot be handled.
+    #[error("file: {0}")]
+    File(#[from] entente_core::files::FileCryptoError),
     /// A bug in Entente.
     #[error("internal error (a bug, please report): {0}")]
     Bug(String),

@@ -23,6 +23,7 @@
 
 mod error;
 mod external;
+pub mod files;
 mod frames;
 mod keys;
 mod manage;

@@ -110,6 +110,24 @@ const SCHEMA: &[&str] = &[
      CREATE INDEX outbox_message ON outbox (room, message_id);",
     // version 3: the epoch at which we joined a room (0 for rooms we created).
     "ALTER TABLE rooms ADD COLUMN joined_epoch INTEGER NOT NULL DEFAULT 0;",
+    // version 4: uploads of files not yet sent, with their keys, so they can resume.
+    "CREATE TABLE uploads (
+        path TEXT NOT NULL,
+        file_len INTEGER NOT NULL,
+        file_mtime INTEGER NOT NULL,
+        enc_alg INTEGER NOT NULL,
+        room TEXT NOT NULL,
+        key BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        aad BLOB NOT NULL,
+        blob_id TEXT NOT NULL,
+        blob_url TEXT NOT NULL,
+        upload_token TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (path, file_len, file_mtime, enc_alg, room)
+    );",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.

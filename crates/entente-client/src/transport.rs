@@ -25,30 +25,46 @@ pub struct Endpoint {
     /// Connect here instead of resolving the domain (local federations, tests).
     pub address: Option<SocketAddr>,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Addresses of other providers, for direct blob downloads in local federations
+    /// (elsewhere their domains resolve by DNS).
+    pub peers: Vec<(String, SocketAddr)>,
 }
 
 pub struct Transport {
     endpoint: Endpoint,
     base: String,
     http: reqwest::Client,
+    /// For blob transfers: no limit on the whole request, only on silence.
+    bulk: reqwest::Client,
 }
 
 impl Transport {
     pub fn new(endpoint: Endpoint) -> Result<Self, ClientError> {
-        let mut b = reqwest::Client::builder()
-            .tls_backend_preconfigured((*endpoint.tls).clone())
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60));
-        if let Some(addr) = endpoint.address {
-            b = b.resolve(&endpoint.domain, addr);
-        }
-        let http = b
+        let builder = || {
+            let mut b = reqwest::Client::builder()
+                .tls_backend_preconfigured((*endpoint.tls).clone())
+                .connect_timeout(Duration::from_secs(5));
+            for (domain, addr) in &endpoint.peers {
+                b = b.resolve(domain, *addr);
+            }
+            if let Some(addr) = endpoint.address {
+                b = b.resolve(&endpoint.domain, addr);
+            }
+            b
+        };
+        let http = builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        let bulk = builder()
+            .read_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             base: format!("https://{}", endpoint.domain),
             endpoint,
             http,
+            bulk,
         })
     }
 
@@ -100,6 +116,83 @@ impl Transport {
                 .map_err(|e| unreachable(&self.endpoint.domain, &e))?,
         )
         .await
+    }
+
+    /// A signed `GET` for a large answer (a blob download through the provider),
+    /// returned as it starts to arrive. `range_start` asks for the bytes from there on.
+    pub async fn signed_download(
+        &self,
+        client: &str,
+        signer: &SignatureKeyPair,
+        path: &str,
+        range_start: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let auth = auth_header(client, signer, "GET", path, &[])?;
+        let mut req = self
+            .bulk
+            .get(format!("{}{path}", self.base))
+            .header(api::AUTH_HEADER, auth);
+        if range_start > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={range_start}-"));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.endpoint.domain, &e))?;
+        error_for_status(resp).await
+    }
+
+    /// A direct `GET` of a blob URL at any provider (unauthenticated: the URL is the
+    /// capability). Reveals our address to that provider.
+    pub async fn direct_download(
+        &self,
+        url: &str,
+        domain: &str,
+        range_start: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut req = self.bulk.get(url);
+        if range_start > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={range_start}-"));
+        }
+        let resp = req.send().await.map_err(|e| unreachable(domain, &e))?;
+        error_for_status(resp).await
+    }
+
+    /// `PATCH /v1/blobs/{id}`: streams `body` into an upload from `offset`.
+    pub async fn upload_blob(
+        &self,
+        id: &str,
+        token: &str,
+        offset: u64,
+        body: reqwest::Body,
+    ) -> Result<entente_wire::blobs::UploadStatus, ClientError> {
+        let resp = self
+            .bulk
+            .patch(format!("{}/v1/blobs/{id}", self.base))
+            .header(entente_wire::blobs::UPLOAD_TOKEN_HEADER, token)
+            .header(entente_wire::blobs::UPLOAD_OFFSET_HEADER, offset.to_string())
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.endpoint.domain, &e))?;
+        decode(resp).await
+    }
+
+    /// `GET /v1/blobs/{id}/upload`: how much of an upload the provider has.
+    pub async fn upload_status(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<entente_wire::blobs::UploadStatus, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/blobs/{id}/upload", self.base))
+            .header(entente_wire::blobs::UPLOAD_TOKEN_HEADER, token)
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.endpoint.domain, &e))?;
+        decode(resp).await
     }
 
     /// Opens the push WebSocket, asking for items after `after`.
@@ -223,6 +316,17 @@ fn unreachable(domain: &str, e: &reqwest::Error) -> ClientError {
         src = c.source();
     }
     ClientError::Unreachable(format!("{domain}: {s}"))
+}
+
+/// The response if it is a success; otherwise the provider's error.
+async fn error_for_status(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    match decode::<serde_json::Value>(resp).await {
+        Err(e) => Err(e),
+        Ok(_) => Err(ClientError::Protocol("an error status with a success body".into())),
+    }
 }
 
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {

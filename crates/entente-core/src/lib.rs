@@ -1,5 +1,7 @@
 //! Entente protocol core: sans-IO pieces shared by clients and providers.
 //!
+//! - [`files`]: encrypted files for MIMI `ExternalPart`s: streaming AES-GCM in
+//!   bounded memory, with a key-committing `aad`.
 //! - [`identity`]: provider-issued client certificates (the report's PKI) and safety
 //!   numbers.
 //! - [`mls`]: how MIMI rooms use MLS: ciphersuite, credentials, KeyPackage checks,
@@ -10,6 +12,7 @@
 //! Nothing here does I/O or reads a clock: time comes in as arguments.
 #![forbid(unsafe_code)]
 
+pub mod files;
 pub mod identity;
 pub mod mls;
 pub mod room;

@@ -18,6 +18,11 @@
 //!
 //! [registration]
 //! open = true
+//!
+//! [blobs]                            # encrypted file attachments
+//! max_blob_bytes = 4294967296        # 4 GiB
+//! quota_bytes_per_user = 10737418240 # 10 GiB
+//! expiry_days = 30
 //! ```
 //!
 //! Relative paths are relative to the config file's directory.
@@ -44,6 +49,57 @@ pub struct Config {
     pub registration: RegistrationConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub blobs: BlobsConfig,
+}
+
+/// The blob store for encrypted file attachments (see `crate::blobs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// Where blobs are kept. Relative paths are relative to `data_dir`.
+    #[serde(default = "default_blob_dir")]
+    pub directory: PathBuf,
+    /// The largest blob accepted, in bytes.
+    #[serde(default = "default_max_blob")]
+    pub max_blob_bytes: u64,
+    /// Bytes each user may keep stored (uploads in progress count).
+    #[serde(default = "default_blob_quota")]
+    pub quota_bytes_per_user: u64,
+    /// Days a blob is kept after its upload started; then it is deleted.
+    #[serde(default = "default_blob_expiry")]
+    pub expiry_days: u64,
+    /// Hours an unfinished upload may sit idle before it is deleted.
+    #[serde(default = "default_stale_upload")]
+    pub stale_upload_hours: u64,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        Self {
+            directory: default_blob_dir(),
+            max_blob_bytes: default_max_blob(),
+            quota_bytes_per_user: default_blob_quota(),
+            expiry_days: default_blob_expiry(),
+            stale_upload_hours: default_stale_upload(),
+        }
+    }
+}
+
+fn default_blob_dir() -> PathBuf {
+    PathBuf::from("blobs")
+}
+fn default_max_blob() -> u64 {
+    4 << 30
+}
+fn default_blob_quota() -> u64 {
+    10 << 30
+}
+fn default_blob_expiry() -> u64 {
+    30
+}
+fn default_stale_upload() -> u64 {
+    24
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +250,9 @@ impl Config {
                 ));
             }
         }
+        if self.blobs.expiry_days == 0 || self.blobs.stale_upload_hours == 0 {
+            return Err("`blobs.expiry_days` and `blobs.stale_upload_hours` must be at least 1".into());
+        }
         if self.limits.max_body_bytes < 4096 {
             return Err("`limits.max_body_bytes` must be at least 4096".into());
         }
@@ -207,6 +266,11 @@ impl Config {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("provider.db")
+    }
+
+    /// The blob directory, resolved against `data_dir`.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join(&self.blobs.directory)
     }
 
     pub fn issuer_key_path(&self) -> PathBuf {

@@ -5,6 +5,9 @@
 //! - MIMI server-to-server ([`federation`]), draft-ietf-mimi-protocol-06 over mutual
 //!   TLS, as hub for rooms its users create and follower for the others ([`hub`]).
 //!
+//! Encrypted file attachments are kept in the blob store ([`blobs`]) and fetched
+//! across providers through the room's hub (MIMI `proxyDownload`).
+//!
 //! Every accepted message enters storage ([`store`]) in one atomic, durable batch
 //! together with its deliveries and outbound federation requests; the
 //! [`outbound`] worker then sends those with retries, and local clients receive theirs
@@ -12,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod blobs;
 pub mod client_api;
 pub mod config;
 pub mod error;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub notify_sent: AtomicU64,
     pub notify_failed: AtomicU64,
     pub federation_refused: AtomicU64,
+    pub blobs_created: AtomicU64,
+    pub blob_bytes_in: AtomicU64,
+    pub blob_bytes_out: AtomicU64,
 }
 
 impl Metrics {
@@ -81,6 +84,21 @@ pub async fn serve(
         "federation_refused_total",
         "Outbound federation requests a peer refused (dropped).",
         &m.federation_refused,
+    );
+    out += &c(
+        "blobs_created_total",
+        "Blob uploads started.",
+        &m.blobs_created,
+    );
+    out += &c(
+        "blob_bytes_in_total",
+        "Blob bytes received from uploading clients.",
+        &m.blob_bytes_in,
+    );
+    out += &c(
+        "blob_bytes_out_total",
+        "Blob bytes served from this provider's blob store.",
+        &m.blob_bytes_out,
     );
     Ok((
         StatusCode::OK,

@@ -153,5 +153,10 @@ pub async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = ?e.message, "maintenance failed"),
         }
+        match crate::blobs::routes::collect_garbage(&state).await {
+            Ok(n) if n > 0 => tracing::info!(blobs = n, "deleted expired blobs"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e.message, "blob garbage collection failed"),
+        }
     }
 }

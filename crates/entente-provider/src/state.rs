@@ -37,6 +37,10 @@ pub struct Shared {
     pub clients: ClientCache,
     /// The tracked MLS group state of each room we hub or follow, loaded on first use.
     pub trackers: Trackers,
+    /// The bytes of encrypted file attachments.
+    pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    /// Uploads in progress.
+    pub uploads: crate::blobs::routes::Uploads,
 }
 
 pub type AppState = Arc<Shared>;
@@ -199,6 +203,11 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot create the blob directory {path}: {source}")]
+    BlobDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -229,6 +238,12 @@ impl Provider {
                     source,
                 })?
         };
+        let blob_dir = config.blob_dir();
+        let blobs =
+            crate::blobs::FsBlobStore::open(&blob_dir).map_err(|source| StartError::BlobDir {
+                path: blob_dir.display().to_string(),
+                source,
+            })?;
         let identity = entente_tls::Identity::from_pem_files(
             &config.tls.certificate,
             &config.tls.private_key,
@@ -266,9 +281,17 @@ impl Provider {
             metrics: crate::metrics::Metrics::default(),
             clients: ClientCache::default(),
             trackers: Trackers::default(),
+            blobs: Arc::new(blobs),
+            uploads: Default::default(),
         });
+        // Blob uploads and downloads stream, so they are exempt from the body limit
+        // (their size is checked against the blob limits instead).
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                state.config.limits.max_body_bytes,
+            ))
+            .merge(crate::blobs::routes::router(state.clone()))
             .fallback(|| async {
                 Failure::not_found("no such endpoint; the client API is described at /openapi.json")
             })
@@ -279,9 +302,6 @@ impl Provider {
                     "this endpoint does not take that method; see /openapi.json",
                 )
             })
-            .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                state.config.limits.max_body_bytes,
-            ))
             .layer(axum::middleware::map_response_with_state(
                 state.config.limits.max_body_bytes,
                 body_limit_as_json,

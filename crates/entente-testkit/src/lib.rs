@@ -4,7 +4,11 @@
 //! domain, writes each provider's config and data directory under one root, and
 //! starts them with real TLS and real SQLite on 127.0.0.1. Providers can be stopped,
 //! killed (as in a crash) and restarted on the same address.
+//!
+//! [`python`] gives interop tests a Python with pinned packages.
 #![forbid(unsafe_code)]
+
+pub mod python;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,6 +97,7 @@ impl Federation {
                 federation: FederationConfig { peers },
                 registration: RegistrationConfig::default(),
                 limits: Limits::default(),
+                blobs: Default::default(),
             };
             std::fs::write(dir.join("provider.toml"), config.to_toml()?)?;
             members.insert(
@@ -180,6 +185,12 @@ impl Federation {
             domain: domain.to_owned(),
             address: Some(m.config.listen),
             tls: entente_tls::client_config(&anchors, None)?,
+            peers: self
+                .members
+                .iter()
+                .filter(|(d, _)| d.as_str() != domain)
+                .map(|(d, m)| (d.clone(), m.config.listen))
+                .collect(),
         })
     }
 

@@ -111,6 +111,20 @@ pub struct ConnectArgs {
     /// Trust this CA certificate (PEM) instead of the system's roots.
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Where another provider is, as domain=host:port (repeatable). Only direct file
+    /// downloads (`entente file get --direct`) use it, in local federations.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<(String, SocketAddr)>,
+}
+
+fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
+    let (d, a) = s
+        .split_once('=')
+        .ok_or_else(|| "expected domain=host:port, e.g. b.example=127.0.0.1:9443".to_owned())?;
+    let addr = a
+        .parse()
+        .map_err(|e| format!("{a}: {e}; expected host:port, e.g. 127.0.0.1:9443"))?;
+    Ok((d.to_owned(), addr))
 }
 
 /// Stored next to the device's database.
@@ -119,6 +133,8 @@ struct DeviceConfig {
     domain: String,
     address: Option<SocketAddr>,
     ca: Option<PathBuf>,
+    #[serde(default)]
+    peers: Vec<(String, SocketAddr)>,
 }
 
 fn home(c: &Common) -> PathBuf {
@@ -134,6 +150,7 @@ fn endpoint(cfg: &DeviceConfig) -> Result<Endpoint> {
         domain: cfg.domain.clone(),
         address: cfg.address,
         tls: entente_tls::client_config(&anchors, None)?,
+        peers: cfg.peers.clone(),
     })
 }
 
@@ -167,6 +184,7 @@ async fn connect(a: &ConnectArgs, common: &Common, code: Option<&str>) -> Result
         domain: user.domain().to_string(),
         address: a.address,
         ca,
+        peers: a.peers.clone(),
     };
     let client = Client::register(
         ClientOptions {

@@ -144,6 +144,7 @@ fn init(a: InitArgs) -> Result<()> {
         federation: FederationConfig { peers },
         registration: RegistrationConfig::default(),
         limits: Limits::default(),
+        blobs: Default::default(),
     };
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::write(

@@ -72,6 +72,8 @@ impl From<FedError> for Failure {
 pub struct FederationClient {
     own: Domain,
     http: reqwest::Client,
+    /// For blob downloads, which stream: see [`Self::get_blob`].
+    assets: reqwest::Client,
     issuers: Mutex<HashMap<Domain, IssuerPublicKey>>,
 }
 
@@ -81,28 +83,37 @@ impl FederationClient {
         tls: Arc<rustls::ClientConfig>,
         cfg: &FederationConfig,
     ) -> Result<Self, String> {
-        let mut b = reqwest::Client::builder()
-            .tls_backend_preconfigured((*tls).clone())
-            .connect_timeout(Duration::from_secs(5))
+        let builder = || -> Result<reqwest::ClientBuilder, String> {
+            let mut b = reqwest::Client::builder()
+                .tls_backend_preconfigured((*tls).clone())
+                .connect_timeout(Duration::from_secs(5))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none());
+            for (domain, addr) in &cfg.peers {
+                let sa: SocketAddr = match addr.parse() {
+                    Ok(sa) => sa,
+                    Err(_) => std::net::ToSocketAddrs::to_socket_addrs(addr)
+                        .map_err(|e| format!("federation peer {domain} = {addr}: {e}"))?
+                        .next()
+                        .ok_or_else(|| format!("federation peer {domain} = {addr}: no address"))?,
+                };
+                b = b.resolve(domain, sa);
+            }
+            Ok(b)
+        };
+        let http = builder()?
             .timeout(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none());
-        for (domain, addr) in &cfg.peers {
-            let sa: SocketAddr = match addr.parse() {
-                Ok(sa) => sa,
-                Err(_) => std::net::ToSocketAddrs::to_socket_addrs(addr)
-                    .map_err(|e| format!("federation peer {domain} = {addr}: {e}"))?
-                    .next()
-                    .ok_or_else(|| format!("federation peer {domain} = {addr}: no address"))?,
-            };
-            b = b.resolve(domain, sa);
-        }
-        let http = b
+            .build()
+            .map_err(|e| format!("building the federation client: {e}"))?;
+        // Blob transfers can take long: no limit on the whole, only on silence.
+        let assets = builder()?
+            .read_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("building the federation client: {e}"))?;
         Ok(Self {
             own,
             http,
+            assets,
             issuers: Mutex::new(HashMap::new()),
         })
     }
@@ -161,6 +172,42 @@ impl FederationClient {
                 reason: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
             })
         }
+    }
+
+    /// GETs `url` (a blob, or a hub's `proxyDownload`) from the provider of `domain`
+    /// as a stream, passing `range` on. Answers of any status except 5xx are
+    /// returned for the caller to pass on.
+    pub async fn get_blob(
+        &self,
+        domain: &Domain,
+        url: &str,
+        range: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<reqwest::Response, FedError> {
+        let unreachable = |reason: String, retry_after| FedError::Unreachable {
+            domain: domain.to_string(),
+            reason,
+            retry_after,
+        };
+        let mut req = self
+            .assets
+            .get(url)
+            .header("from", format!("mimi@{}", self.own));
+        if let Some(r) = range {
+            req = req.header(reqwest::header::RANGE, r.clone());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unreachable(error_chain(&e), None))?;
+        if resp.status().is_server_error() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(unreachable(
+                format!("{status}: {}", body.chars().take(300).collect::<String>()),
+                None,
+            ));
+        }
+        Ok(resp)
     }
 
     /// The issuer key of `domain`, fetched over mutually authenticated TLS (so it is

@@ -90,6 +90,32 @@ pub struct OutboundRecord {
     pub next_attempt_at: u64,
 }
 
+/// A blob in the blob store: its metadata. The bytes are in a
+/// [`crate::blobs::BlobStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// [`entente_wire::blobs::BlobId`] as text.
+    pub id: String,
+    /// The uploading user: the quota is per user.
+    pub owner: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the upload token.
+    pub token_hash: [u8; 32],
+    pub created_at: u64,
+    pub expires_at: u64,
+    /// Set once every byte is stored durably: SHA-256 of the blob.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// Whether a new blob fits the owner's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobAdmission {
+    Admitted,
+    /// Not created: the owner already uses `used` bytes.
+    OverQuota { used: u64 },
+}
+
 /// One inbox item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxRecord {
@@ -236,6 +262,27 @@ pub trait Store: Send + Sync + 'static {
     fn dedup_seen(&self, scope: &str, key: &[u8; 32]) -> Result<Option<u64>>;
     /// The client that submitted the message with this hash, if one of ours did.
     fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>>;
+
+    /// Whether a room hubbed by `hub` has a participant at `domain`.
+    fn hub_shares_room_with(&self, hub: &str, domain: &str) -> Result<bool>;
+    /// Whether we take part in any room hubbed by `hub`.
+    fn has_room_hubbed_by(&self, hub: &str) -> Result<bool>;
+
+    // --- blobs ---
+
+    /// Records a new blob if the owner's blobs (unexpired, complete or not) plus
+    /// this one fit in `quota` bytes.
+    fn create_blob(&self, blob: &BlobRecord, quota: u64) -> Result<BlobAdmission>;
+    fn blob(&self, id: &str) -> Result<Option<BlobRecord>>;
+    /// Marks an upload complete. `NotFound` if the blob is gone.
+    fn complete_blob(&self, id: &str, sha256: &[u8; 32]) -> Result<()>;
+    /// Bytes of the owner's blobs that count against the quota at `now`.
+    fn blob_usage(&self, owner: &Uri, now: u64) -> Result<u64>;
+    /// Blobs to delete: expired at `now`, or unfinished and created before
+    /// `stale_before`. At most `limit`.
+    fn blobs_to_collect(&self, now: u64, stale_before: u64, limit: u32) -> Result<Vec<String>>;
+    /// Forgets a blob (its bytes must be deleted first). Returns whether it existed.
+    fn delete_blob(&self, id: &str) -> Result<bool>;
 
     // --- the commit point ---
 

@@ -26,6 +26,7 @@
 //! ```
 
 mod accounts;
+mod blobs;
 mod convert;
 mod key_packages;
 mod queues;
@@ -41,7 +42,7 @@ pub use queues::KEY_PACKAGE_ROUTE_TTL_SECS;
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
-    Batch, BatchOutcome, ClientRecord, GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord,
+    Batch, BatchOutcome, BlobAdmission, BlobRecord, ClientRecord, GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord,
     Result, RoomRecord, Store, StoreError, Uri,
 };
 
@@ -191,6 +192,45 @@ impl Store for SqliteStore {
 
     fn echo_mark(&self, room: &Uri, hash: &[u8; 32]) -> Result<Option<String>> {
         self.readers.read(|conn| rooms::echo_mark(conn, room, hash))
+    }
+
+    fn hub_shares_room_with(&self, hub: &str, domain: &str) -> Result<bool> {
+        self.readers
+            .read(|conn| rooms::hub_shares_room_with(conn, hub, domain))
+    }
+
+    fn has_room_hubbed_by(&self, hub: &str) -> Result<bool> {
+        self.readers.read(|conn| rooms::has_room_hubbed_by(conn, hub))
+    }
+
+    fn create_blob(&self, blob: &BlobRecord, quota: u64) -> Result<BlobAdmission> {
+        let blob = blob.clone();
+        self.writer
+            .write(move |conn| blobs::create_blob(conn, &blob, quota))
+    }
+
+    fn blob(&self, id: &str) -> Result<Option<BlobRecord>> {
+        self.readers.read(|conn| blobs::blob(conn, id))
+    }
+
+    fn complete_blob(&self, id: &str, sha256: &[u8; 32]) -> Result<()> {
+        let (id, sha256) = (id.to_owned(), *sha256);
+        self.writer
+            .write(move |conn| blobs::complete_blob(conn, &id, &sha256))
+    }
+
+    fn blob_usage(&self, owner: &Uri, now: u64) -> Result<u64> {
+        self.readers.read(|conn| blobs::blob_usage(conn, owner, now))
+    }
+
+    fn blobs_to_collect(&self, now: u64, stale_before: u64, limit: u32) -> Result<Vec<String>> {
+        self.readers
+            .read(|conn| blobs::blobs_to_collect(conn, now, stale_before, limit))
+    }
+
+    fn delete_blob(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.writer.write(move |conn| blobs::delete_blob(conn, &id))
     }
 
     fn apply(&self, batch: Batch) -> Result<BatchOutcome> {

@@ -94,6 +94,23 @@ pub(super) fn room_domains(conn: &Connection, room: &str) -> Result<Vec<String>>
         .context("reading a room's domains")
 }
 
+pub(super) fn hub_shares_room_with(conn: &Connection, hub: &str, domain: &str) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM rooms r JOIN room_domains d ON d.room = r.room
+                        WHERE r.hub = ?1 AND d.domain = ?2)",
+    )
+    .context("checking for a shared room")?
+    .query_row([hub, domain], |row| row.get(0))
+    .context("checking for a shared room")
+}
+
+pub(super) fn has_room_hubbed_by(conn: &Connection, hub: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM rooms WHERE hub = ?1)")
+        .context("checking for a room with that hub")?
+        .query_row([hub], |row| row.get(0))
+        .context("checking for a room with that hub")
+}
+
 pub(super) fn user_rooms(conn: &Connection, user: &str) -> Result<Vec<String>> {
     conn.prepare_cached(
         "SELECT DISTINCT rc.room FROM room_clients rc JOIN clients c ON c.client = rc.client

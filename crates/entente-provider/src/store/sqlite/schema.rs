@@ -23,7 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Every time is an integer in the unit the trait gives it: link code expiry,
 /// outbound retry times and KeyPackage route times in seconds; dedup, echo mark and
@@ -161,6 +161,23 @@ CREATE TABLE room_groups (
     snapshot   BLOB NOT NULL,
     group_info BLOB NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// Version 3: metadata of the encrypted blobs (file attachments) in the blob store.
+/// `owner` is the uploading user, needed for the quota; rows go when the blob
+/// expires.
+const V3: &str = "
+CREATE TABLE blobs (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    token_hash BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    sha256     BLOB
+) WITHOUT ROWID;
+CREATE INDEX blobs_by_owner ON blobs (owner, expires_at);
+CREATE INDEX blobs_by_expiry ON blobs (expires_at);
 ";
 
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
