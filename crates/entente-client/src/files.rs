@@ -397,7 +397,17 @@ impl Client {
             }
         };
         if part.size != 0 && total != part.size {
-            return Err(ClientError::File(FileCryptoError::HashMismatch));
+            // The stored blob is not the one the message names.
+            return Err(ClientError::File(if total < part.size {
+                FileCryptoError::Truncated {
+                    received: total,
+                    expected: part.size,
+                }
+            } else {
+                FileCryptoError::TooLong {
+                    expected: part.size,
+                }
+            }));
         }
         let mut opener =
             BlobOpener::new(secret, &part.aad, total).map_err(ClientError::File)?;

@@ -177,6 +177,14 @@ impl ProviderHandle {
         let _ = (&mut self.task).await;
     }
 
+    /// Deletes expired blobs and abandoned uploads now (the maintenance task does
+    /// it every few minutes). Returns how many.
+    pub async fn collect_blob_garbage(&self) -> Result<u64, String> {
+        crate::blobs::routes::collect_garbage(&self.state)
+            .await
+            .map_err(|e| e.message)
+    }
+
     /// Stops abruptly, like a crash: no graceful drain (storage is still closed by
     /// dropping it, but anything not yet committed is lost, as in a real crash).
     pub fn kill(self) {

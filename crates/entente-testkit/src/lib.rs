@@ -229,6 +229,24 @@ impl Federation {
             .database_path())
     }
 
+    /// The running provider of `domain`.
+    pub fn handle(&self, domain: &str) -> Result<&ProviderHandle> {
+        self.members
+            .get(domain)
+            .and_then(|m| m.handle.as_ref())
+            .with_context(|| format!("provider {domain} is not running"))
+    }
+
+    /// Where `domain` keeps blobs.
+    pub fn blob_dir(&self, domain: &str) -> Result<PathBuf> {
+        Ok(self
+            .members
+            .get(domain)
+            .with_context(|| format!("no provider {domain}"))?
+            .config
+            .blob_dir())
+    }
+
     /// Stops every provider.
     pub async fn shutdown(mut self) {
         for m in self.members.values_mut() {

@@ -73,6 +73,8 @@ pub trait BlobStore: Send + Sync {
         start: u64,
         end: Option<u64>,
     ) -> BoxFuture<'a, io::Result<Option<BlobRead>>>;
+    /// The length of a finished blob, or `None` if there is none.
+    fn len<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, io::Result<Option<u64>>>;
     /// Deletes a blob, finished or not. Deleting a missing blob succeeds.
     fn delete<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, io::Result<()>>;
 }
@@ -222,6 +224,16 @@ impl BlobStore for FsBlobStore {
                 stream: Box::pin(stream),
                 total,
             }))
+        })
+    }
+
+    fn len<'a>(&'a self, id: &'a BlobId) -> BoxFuture<'a, io::Result<Option<u64>>> {
+        Box::pin(async move {
+            match tokio::fs::metadata(self.complete(id)).await {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 

@@ -461,7 +461,20 @@ async fn serve_local(
             "the file is still being uploaded; try again later",
         ));
     };
-    let total = record.size;
+    // What the store holds is what is served: the recipient checks it against the
+    // message, so a damaged copy is refused there, with a precise reason.
+    let total = state
+        .blobs
+        .len(id)
+        .await
+        .map_err(|e| Failure::internal("reading a blob", e))?
+        .ok_or_else(|| {
+            tracing::warn!("a complete blob's bytes are missing");
+            missing()
+        })?;
+    if total != record.size {
+        tracing::warn!(expected = record.size, total, "a stored blob changed size");
+    }
     let (start, end, partial) = match parse_range(range, total) {
         Ok(Some((s, e))) => (s, e, true),
         Ok(None) => (0, total, false),

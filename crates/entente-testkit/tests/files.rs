@@ -1,0 +1,577 @@
+//! Encrypted files across providers: real providers on loopback, real clients.
+//!
+//! The room is hubbed by a.example; bob@b.example sends, so the blob lives at
+//! b.example; carol@c.example downloads through c.example and the hub's
+//! proxyDownload, alice (at the hub) through her own provider acting as hub.
+//! Damaged, truncated and swapped blobs are made by editing b.example's blob store
+//! on disk, as a malicious or broken storage provider would serve them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration tests"
+)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use entente_client::files::{FileMessage, NoProgress, Phase, Progress, Route, SendFileOptions};
+use entente_client::{Client, ClientError, Event};
+use entente_core::files::{FileAead, FileCryptoError};
+use entente_testkit::Federation;
+use entente_wire::blobs::BlobUrl;
+use entente_wire::ids::RoomId;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct World {
+    fed: Federation,
+    alice: Client,
+    bob: Client,
+    carol: Client,
+    room: RoomId,
+    dir: tempfile::TempDir,
+}
+
+async fn sync_until(client: &mut Client, what: &str, done: impl Fn(&[Event]) -> bool) -> Result<()> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut events = Vec::new();
+    loop {
+        events.extend(client.sync().await?);
+        if done(&events) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} timed out waiting for {what}: {events:?}", client.id());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn world() -> Result<World> {
+    let fed = Federation::start(&["a.example", "b.example", "c.example"]).await?;
+    let mut alice = fed.register("alice@a.example", "laptop").await?;
+    let mut bob = fed.register("bob@b.example", "laptop").await?;
+    let mut carol = fed.register("carol@c.example", "laptop").await?;
+    let room = alice.create_room_named("Files").await?;
+    alice.invite(&room, bob.user()).await?;
+    alice.invite(&room, carol.user()).await?;
+    for c in [&mut bob, &mut carol] {
+        sync_until(c, "joining", |ev| {
+            ev.iter().any(|e| matches!(e, Event::Joined { .. }))
+        })
+        .await?;
+    }
+    Ok(World {
+        fed,
+        alice,
+        bob,
+        carol,
+        room,
+        dir: tempfile::tempdir()?,
+    })
+}
+
+/// A file of `size` pseudo-random bytes; returns its path and SHA-256.
+fn random_file(dir: &Path, name: &str, size: u64, seed: u64) -> Result<(PathBuf, [u8; 32])> {
+    let path = dir.join(name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok((path, h.finalize().into()))
+}
+
+fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finalize().into());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Syncs until `client` has the file message `id`.
+async fn received(client: &mut Client, room: &RoomId, id: [u8; 32]) -> Result<FileMessage> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        client.sync().await?;
+        if let Some(f) = client
+            .files(Some(room))?
+            .into_iter()
+            .find(|f| f.message_id == id)
+        {
+            return Ok(f);
+        }
+        if Instant::now() > deadline {
+            bail!("{} never received the file", client.id());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn out_dir(w: &World, name: &str) -> PathBuf {
+    let d = w.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The blob's file in b.example's store.
+fn stored_blob(w: &World, file: &FileMessage) -> PathBuf {
+    let url = BlobUrl::parse(&file.part.url).unwrap();
+    let id = url.id.to_string();
+    w.fed
+        .blob_dir(url.domain.as_str())
+        .unwrap()
+        .join(&id[..2])
+        .join(&id)
+}
+
+fn file_error(r: Result<impl std::fmt::Debug, ClientError>) -> FileCryptoError {
+    match r {
+        Err(ClientError::File(e)) => e,
+        other => panic!("expected a file error, got {other:?}"),
+    }
+}
+
+/// No plaintext is left behind in the download directory.
+fn only(dir: &Path, names: &[&str]) {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(found, want, "files in {}", dir.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
+    let mut w = world().await?;
+    let cases: &[(u64, FileAead, &str)] = &[
+        (0, FileAead::Aes128Gcm, "empty.bin"),
+        (1, FileAead::Aes128Gcm, "one.bin"),
+        (1_000_003, FileAead::Aes256Gcm, "odd.bin"),
+        (64 << 20, FileAead::Aes128Gcm, "big.bin"),
+    ];
+    for (i, (size, alg, name)) in cases.iter().enumerate() {
+        let (path, digest) = random_file(w.dir.path(), name, *size, i as u64)?;
+        let opts = SendFileOptions {
+            alg: *alg,
+            description: format!("{size} bytes"),
+            content_type: None,
+        };
+        let sent = w
+            .bob
+            .send_file(&w.room, &path, &opts, Arc::new(NoProgress))
+            .await?;
+        assert_eq!(sent.part.size, size + 16);
+        assert_eq!(sent.part.enc_alg, alg.iana());
+        assert!(sent.part.url.starts_with("https://b.example/blobs/"));
+        // Carol: through c.example and the hub's proxyDownload.
+        let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+        assert_eq!(file.part, sent.part);
+        let dir = out_dir(&w, &format!("carol-{i}"));
+        let got = w
+            .carol
+            .download_file(&file, &dir, Route::ViaHub, Arc::new(NoProgress))
+            .await?;
+        assert_eq!(got.path, dir.join(name));
+        assert!(got.committed);
+        assert_eq!(sha256_file(&got.path)?, digest, "{name} via the hub");
+        only(&dir, &[name]);
+        // Alice: her provider is the hub and fetches from b.example itself.
+        let file = received(&mut w.alice, &w.room, sent.message_id).await?;
+        let dir = out_dir(&w, &format!("alice-{i}"));
+        let got = w
+            .alice
+            .download_file(&file, &dir, Route::ViaHub, Arc::new(NoProgress))
+            .await?;
+        assert_eq!(sha256_file(&got.path)?, digest, "{name} at the hub");
+        // Carol again, directly from b.example.
+        let dir = out_dir(&w, &format!("carol-direct-{i}"));
+        let got = w
+            .carol
+            .download_file(&file, &dir, Route::Direct, Arc::new(NoProgress))
+            .await?;
+        assert_eq!(sha256_file(&got.path)?, digest, "{name} directly");
+    }
+    // A second download to the same place does not overwrite the first.
+    let file = w.carol.files(Some(&w.room))?.remove(0);
+    let again = w
+        .carol
+        .download_file(&file, &out_dir(&w, "carol-0"), Route::ViaHub, Arc::new(NoProgress))
+        .await;
+    assert!(matches!(again, Err(ClientError::Usage(m)) if m.contains("exists already")));
+    w.fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_swapped_and_misused_blobs_are_refused() -> Result<()> {
+    let mut w = world().await?;
+    let (one, _) = random_file(w.dir.path(), "one.bin", 300_000, 1)?;
+    let (two, _) = random_file(w.dir.path(), "two.bin", 300_000, 2)?;
+    let sent1 = w
+        .bob
+        .send_file(&w.room, &one, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await?;
+    let sent2 = w
+        .bob
+        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await?;
+    let f1 = received(&mut w.carol, &w.room, sent1.message_id).await?;
+    let f2 = received(&mut w.carol, &w.room, sent2.message_id).await?;
+    let (blob1, blob2) = (stored_blob(&w, &f1), stored_blob(&w, &f2));
+    let original = std::fs::read(&blob1)?;
+    let dir = out_dir(&w, "damaged");
+    let get = |f: &FileMessage| {
+        let f = f.clone();
+        let dir = dir.clone();
+        let carol = &w.carol;
+        async move {
+            carol
+                .download_file(&f, &dir, Route::ViaHub, Arc::new(NoProgress))
+                .await
+        }
+    };
+
+    // One bit flipped in the stored ciphertext.
+    let mut tampered = original.clone();
+    tampered[1234] ^= 1;
+    std::fs::write(&blob1, &tampered)?;
+    assert_eq!(file_error(get(&f1).await), FileCryptoError::HashMismatch);
+    only(&dir, &[]);
+
+    // Truncated.
+    std::fs::write(&blob1, &original[..original.len() - 100])?;
+    assert!(matches!(
+        file_error(get(&f1).await),
+        FileCryptoError::Truncated { .. }
+    ));
+    only(&dir, &[]);
+
+    // Swapped: another file's ciphertext (same size) at this URL.
+    std::fs::copy(&blob2, &blob1)?;
+    assert_eq!(file_error(get(&f1).await), FileCryptoError::HashMismatch);
+    only(&dir, &[]);
+
+    // Restored, it downloads.
+    std::fs::write(&blob1, &original)?;
+    get(&f1).await?;
+
+    // The right blob under the wrong key (and the hash of the blob kept right): the
+    // tag fails.
+    let mut wrong_key = f2.clone();
+    wrong_key.part.key[0] ^= 1;
+    wrong_key.part.filename = "wrong-key.bin".into();
+    assert_eq!(
+        file_error(get(&wrong_key).await),
+        FileCryptoError::WrongKeyOrTampered
+    );
+    // A different committed plaintext hash for the same blob and key: refused (the
+    // aad is authenticated, so the tag fails first).
+    let mut wrong_commit = f2.clone();
+    let last = wrong_commit.part.aad.len() - 1;
+    wrong_commit.part.aad[last] ^= 1;
+    assert!(get(&wrong_commit).await.is_err());
+    // Nonsense in the message: refused before anything is fetched.
+    let mut bad = f2.clone();
+    bad.part.enc_alg = 99;
+    assert_eq!(
+        file_error(get(&bad).await),
+        FileCryptoError::UnsupportedAlgorithm(99)
+    );
+    let mut bad = f2.clone();
+    bad.part.hash_alg = 7;
+    assert!(matches!(
+        file_error(get(&bad).await),
+        FileCryptoError::UnsupportedHash(7)
+    ));
+    // A hostile file name cannot escape the directory.
+    let mut evil = f2.clone();
+    evil.part.filename = "../../escape.bin".into();
+    let got = get(&evil).await?;
+    assert_eq!(got.path, dir.join("escape.bin"));
+    only(&dir, &["one.bin", "escape.bin"]);
+
+    // A URL that is not a blob URL is refused by our provider (not proxied).
+    let mut elsewhere = f2.clone();
+    elsewhere.part.url = "https://b.example/v1/provider".into();
+    elsewhere.part.filename = "x".into();
+    let r = get(&elsewhere).await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 400, .. })),
+        "{r:?}"
+    );
+    w.fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
+    let mut w = world().await?;
+    // b.example: 2 MiB per user, 1.5 MiB per file.
+    {
+        let m = w.fed.members.get_mut("b.example").unwrap();
+        m.config.blobs.quota_bytes_per_user = 2 << 20;
+        m.config.blobs.max_blob_bytes = 3 << 19;
+    }
+    w.fed.stop("b.example").await?;
+    w.fed.restart("b.example").await?;
+    let (big, _) = random_file(w.dir.path(), "big.bin", 2 << 20, 1)?;
+    let r = w
+        .bob
+        .send_file(&w.room, &big, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 413, code, message, .. })
+            if code == "too_large" && message.contains("1572864")),
+        "{r:?}"
+    );
+    let (one, _) = random_file(w.dir.path(), "one.bin", 1 << 20, 2)?;
+    let (two, _) = random_file(w.dir.path(), "two.bin", 1 << 20, 3)?;
+    let sent = w
+        .bob
+        .send_file(&w.room, &one, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await?;
+    let r = w
+        .bob
+        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { code, message, .. })
+            if code == "quota_exceeded" && message.contains("entente file rm")),
+        "{r:?}"
+    );
+    let usage = w.bob.blob_usage().await?;
+    assert_eq!(usage.used, (1 << 20) + 16);
+
+    // Expiry: age the blob in b.example's database.
+    let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+    let blob = stored_blob(&w, &file);
+    assert!(blob.exists());
+    let url = BlobUrl::parse(&file.part.url)?;
+    {
+        let db = rusqlite::Connection::open(w.fed.database_path("b.example")?)?;
+        db.execute(
+            "UPDATE blobs SET expires_at = 1 WHERE id = ?1",
+            [url.id.as_str()],
+        )?;
+    }
+    let r = w
+        .carol
+        .download_file(&file, &out_dir(&w, "exp"), Route::ViaHub, Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 410, code, .. }) if code == "expired"),
+        "{r:?}"
+    );
+    // Expired blobs no longer count, and garbage collection deletes them.
+    assert_eq!(w.bob.blob_usage().await?.used, 0);
+    let n = w
+        .fed
+        .handle("b.example")?
+        .collect_blob_garbage()
+        .await
+        .map_err(anyhow::Error::msg)?;
+    ensure!(n >= 1, "collected {n}");
+    assert!(!blob.exists(), "the expired blob's bytes are gone");
+    let r = w
+        .carol
+        .download_file(&file, &out_dir(&w, "gone"), Route::Direct, Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 404, .. })),
+        "{r:?}"
+    );
+    // An ExternalPart whose own expiry has passed is refused without a fetch.
+    let mut old = file.clone();
+    old.part.expires = 1000;
+    let r = w
+        .carol
+        .download_file(&old, &out_dir(&w, "old"), Route::ViaHub, Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 410, .. })),
+        "{r:?}"
+    );
+
+    // Deleting a sent file frees its quota at once.
+    let sent = w
+        .bob
+        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await?;
+    let mine = w
+        .bob
+        .files(Some(&w.room))?
+        .into_iter()
+        .find(|f| f.message_id == sent.message_id)
+        .unwrap();
+    assert_eq!(w.bob.blob_usage().await?.used, (1 << 20) + 16);
+    w.bob.delete_sent_file(&mine).await?;
+    assert_eq!(w.bob.blob_usage().await?.used, 0);
+    w.fed.shutdown().await;
+    Ok(())
+}
+
+/// Stops a transfer once `after` bytes of it are transferred, by dropping its future.
+struct StopAt {
+    after: u64,
+    done: AtomicU64,
+    transferring: std::sync::atomic::AtomicBool,
+    starts: std::sync::Mutex<Vec<(Phase, u64)>>,
+    stop: tokio::sync::Notify,
+}
+
+impl StopAt {
+    fn new(after: u64) -> Arc<Self> {
+        Arc::new(Self {
+            after,
+            done: AtomicU64::new(0),
+            transferring: Default::default(),
+            starts: Default::default(),
+            stop: tokio::sync::Notify::new(),
+        })
+    }
+}
+
+impl Progress for StopAt {
+    fn phase(&self, phase: Phase, done: u64, _total: u64) {
+        self.starts.lock().unwrap().push((phase, done));
+        self.done.store(done, Ordering::SeqCst);
+        self.transferring.store(
+            matches!(phase, Phase::Uploading | Phase::Downloading),
+            Ordering::SeqCst,
+        );
+    }
+    fn advance(&self, bytes: u64) {
+        let now = self.done.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if now >= self.after && self.transferring.load(Ordering::SeqCst) {
+            self.stop.notify_one();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_uploads_and_downloads_resume() -> Result<()> {
+    let mut w = world().await?;
+    let size = 24 << 20;
+    let (path, digest) = random_file(w.dir.path(), "resume.bin", size, 9)?;
+    let opts = SendFileOptions::default();
+
+    // The upload is abandoned part way (the process exits, say)...
+    let stop = StopAt::new(8 << 20);
+    tokio::select! {
+        r = w.bob.send_file(&w.room, &path, &opts, stop.clone()) => bail!("not interrupted: {r:?}"),
+        () = stop.stop.notified() => {}
+    }
+    // ... and sending the same file again resumes it instead of starting over.
+    let again = StopAt::new(u64::MAX);
+    let sent = w
+        .bob
+        .send_file(&w.room, &path, &opts, again.clone())
+        .await?;
+    let starts = again.starts.lock().unwrap().clone();
+    assert!(
+        !starts.iter().any(|(p, _)| *p == Phase::Hashing),
+        "no need to hash again: {starts:?}"
+    );
+    let resumed_at = starts
+        .iter()
+        .find(|(p, _)| *p == Phase::Uploading)
+        .map(|(_, d)| *d)
+        .unwrap();
+    ensure!(resumed_at > 0, "the upload started over: {starts:?}");
+
+    // The download is abandoned part way...
+    let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+    let dir = out_dir(&w, "resume");
+    let stop = StopAt::new(10 << 20);
+    tokio::select! {
+        r = w.carol.download_file(&file, &dir, Route::ViaHub, stop.clone()) => bail!("not interrupted: {r:?}"),
+        () = stop.stop.notified() => {}
+    }
+    // ... nothing usable appears under the file's name, only a hidden partial file...
+    assert!(!dir.join("resume.bin").exists());
+    let parts: Vec<_> = std::fs::read_dir(&dir)?.collect();
+    assert_eq!(parts.len(), 1);
+    // ... and it resumes.
+    let again = StopAt::new(u64::MAX);
+    let got = w
+        .carol
+        .download_file(&file, &dir, Route::ViaHub, again.clone())
+        .await?;
+    let starts = again.starts.lock().unwrap().clone();
+    let kept = starts
+        .iter()
+        .find(|(p, _)| *p == Phase::Downloading)
+        .map(|(_, d)| *d)
+        .unwrap();
+    ensure!(kept > 0, "the download started over: {starts:?}");
+    assert!(starts.iter().any(|(p, _)| *p == Phase::Resuming));
+    assert_eq!(sha256_file(&got.path)?, digest);
+    only(&dir, &["resume.bin"]);
+    w.fed.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_is_not_an_open_proxy() -> Result<()> {
+    let mut w = world().await?;
+    // A fourth provider that shares no room with a.example.
+    let (path, _) = random_file(w.dir.path(), "x.bin", 1000, 1)?;
+    let sent = w
+        .bob
+        .send_file(&w.room, &path, &SendFileOptions::default(), Arc::new(NoProgress))
+        .await?;
+    let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+    // Through a "hub" c.example does not follow: refused by c.example itself.
+    let mut other_room = file.clone();
+    other_room.room = RoomId::new("deadbeef", entente_wire::ids::Domain::parse("b.example")?)?;
+    other_room.part.filename = "y".into();
+    let r = w
+        .carol
+        .download_file(&other_room, &out_dir(&w, "p"), Route::ViaHub, Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 403, .. })),
+        "{r:?}"
+    );
+    // A blob at a provider that takes part in none of the hub's rooms: the hub
+    // refuses to fetch it.
+    let mut foreign = file.clone();
+    foreign.part.url = file.part.url.replace("b.example", "z.example");
+    foreign.part.filename = "z".into();
+    let r = w
+        .carol
+        .download_file(&foreign, &out_dir(&w, "p"), Route::ViaHub, Arc::new(NoProgress))
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status, .. }) if *status == 403 || *status == 502),
+        "{r:?}"
+    );
+    w.fed.shutdown().await;
+    Ok(())
+}
