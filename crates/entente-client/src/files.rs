@@ -180,13 +180,7 @@ impl Client {
             None => {
                 let committed = hash_file(path, meta.len(), progress.clone()).await?;
                 let size = blob_len(meta.len()).map_err(ClientError::File)?;
-                let blob: BlobCreated = self
-                    .signed(
-                        reqwest::Method::POST,
-                        "/v1/blobs",
-                        Some(&CreateBlob { size }),
-                    )
-                    .await?;
+                let blob = self.create_blob(size).await?;
                 let p = PendingUpload {
                     secret: FileSecret::generate(opts.alg),
                     aad: entente_core::files::commitment_aad(&committed),
@@ -548,6 +542,20 @@ impl Client {
                 "{n} file messages have IDs starting {prefix}; give more digits"
             ))),
         }
+    }
+
+    /// Starts an upload of `size` bytes at our provider (the first step of
+    /// [`Client::send_file`], for tools that upload blobs themselves).
+    pub async fn create_blob(&self, size: u64) -> Result<BlobCreated, ClientError> {
+        self.signed(reqwest::Method::POST, "/v1/blobs", Some(&CreateBlob { size }))
+            .await
+    }
+
+    /// How much of an upload our provider holds.
+    pub async fn upload_status(&self, blob: &BlobCreated) -> Result<UploadStatus, ClientError> {
+        self.transport
+            .upload_status(blob.id.as_str(), &blob.upload_token)
+            .await
     }
 
     /// How much of our blob quota is used.

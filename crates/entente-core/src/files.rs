@@ -48,10 +48,10 @@
 //! ([`commitment_aad`]; it hashes the file in a first pass and encrypts in a second),
 //! and the receiver, when the `aad` has exactly that form, hashes the plaintext as it
 //! decrypts and refuses the file unless the hash matches. The AAD now depends on the
-//! plaintext, which depends on the key (`P = C XOR keystream_K`), and GHASH absorbs the
-//! AAD through SHA-256: changing the free ciphertext block changes both recipients'
-//! AADs unpredictably, so the tag condition is no longer a linear equation in it and
-//! the attack's solve does not apply. (An AAD fixed in advance, such as a hash of the
+//! plaintext, which depends on the key (`P = C XOR keystream_K`), through SHA-256:
+//! changing the free ciphertext block changes both recipients' AADs unpredictably, so
+//! the tag condition is no longer a linear equation in that block and the attack's
+//! solve does not apply. (An AAD fixed in advance, such as a hash of the
 //! key, would not help: the attacker would fix it before solving.) What remains is
 //! generic: fix `C` and try many keys, each with the AAD its own plaintext implies,
 //! until two give the same 128-bit tag, a birthday search of about 2^64 AES-GCM

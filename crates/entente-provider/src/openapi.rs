@@ -74,6 +74,59 @@ pub fn spec() -> Value {
                 "responses": op("", true, None, "InboxPage")["responses"].clone()
             } },
             "/v1/inbox/ack": { "post": op("Delete inbox items up to a sequence number", true, Some("Ack"), "Ack") },
+            "/v1/blobs": {
+                "get": op("How much of the user's blob quota is used", true, None, "BlobUsage"),
+                "post": op("Start uploading an encrypted file (a blob) of an exact size; checks the size limit and the user's quota (413 too_large / quota_exceeded). The answer holds the download URL and a token for the upload requests", true, Some("CreateBlob"), "BlobCreated")
+            },
+            "/v1/blobs/{id}": {
+                "patch": {
+                    "summary": "Append bytes to an upload, from the byte given in the Upload-Offset header (409 offset_mismatch if the provider holds a different amount: ask /upload and resume). When the last byte arrives the blob is made durable and the answer carries its SHA-256",
+                    "parameters": [
+                        { "name": "id", "in": "path", "required": true, "schema": { "type": "string", "pattern": "^[0-9a-f]{32}$" } },
+                        { "name": "entente-upload-token", "in": "header", "required": true, "schema": { "type": "string" } },
+                        { "name": "upload-offset", "in": "header", "required": true, "schema": { "type": "integer", "minimum": 0 } }
+                    ],
+                    "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "responses": op("", false, None, "UploadStatus")["responses"].clone()
+                },
+                "delete": {
+                    "summary": "Delete a blob you uploaded, freeing its quota",
+                    "security": [{ "clientSignature": [] }],
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "204": { "description": "deleted" }, "default": op("", true, None, "ApiError")["responses"]["default"].clone() }
+                }
+            },
+            "/v1/blobs/{id}/upload": { "get": {
+                "summary": "How many bytes of an upload the provider holds (where to resume)",
+                "parameters": [
+                    { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "entente-upload-token", "in": "header", "required": true, "schema": { "type": "string" } }
+                ],
+                "responses": op("", false, None, "UploadStatus")["responses"].clone()
+            } },
+            "/v1/blobs/fetch": { "get": {
+                "summary": "Download a blob through this provider: its own directly, another provider's through the room's hub (MIMI proxyDownload), so the storing provider never learns the client's address. Honours Range",
+                "security": [{ "clientSignature": [] }],
+                "parameters": [
+                    { "name": "url", "in": "query", "required": true, "description": "the ExternalPart url: https://<domain>/blobs/<id>", "schema": { "type": "string" } },
+                    { "name": "via", "in": "query", "required": true, "description": "the domain of the hub of the room the file was sent in", "schema": { "type": "string" } },
+                    { "name": "Range", "in": "header", "schema": { "type": "string", "examples": ["bytes=1048576-"] } }
+                ],
+                "responses": {
+                    "200": { "description": "the blob", "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "206": { "description": "the requested range of the blob" },
+                    "default": op("", true, None, "ApiError")["responses"]["default"].clone()
+                }
+            } },
+            "/blobs/{id}": { "get": {
+                "summary": "Direct download of a blob (ciphertext; the URL is the capability). Reveals the client's address to this provider: prefer /v1/blobs/fetch. Honours Range; 410 expired, 404 missing or still uploading",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": {
+                    "200": { "description": "the blob", "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                    "206": { "description": "the requested range of the blob" },
+                    "default": op("", false, None, "ApiError")["responses"]["default"].clone()
+                }
+            } },
             "/v1/inbox/ws": { "get": {
                 "summary": "WebSocket: the provider pushes PushFrame JSON text frames; the client sends Ack frames",
                 "security": [{ "clientSignature": [] }],
@@ -86,6 +139,16 @@ pub fn spec() -> Value {
                 "clientSignature": { "type": "apiKey", "in": "header", "name": "Authorization", "description": "Entente request signature; see info.description" }
             },
             "schemas": {
+                "CreateBlob": { "type": "object", "required": ["size"], "properties": {
+                    "size": { "type": "integer", "minimum": 0, "description": "exact size of the encrypted blob (ciphertext and tag)" } } },
+                "BlobCreated": { "type": "object", "required": ["id", "url", "upload_token", "expires"], "properties": {
+                    "id": { "type": "string" }, "url": { "type": "string" }, "upload_token": { "type": "string" },
+                    "expires": { "type": "integer", "description": "UNIX seconds when the provider deletes the blob" } } },
+                "UploadStatus": { "type": "object", "required": ["offset", "size", "complete"], "properties": {
+                    "offset": { "type": "integer" }, "size": { "type": "integer" }, "complete": { "type": "boolean" },
+                    "sha256": { "type": "string", "description": "hex SHA-256 of the stored blob, once complete" } } },
+                "BlobUsage": { "type": "object", "required": ["used", "quota", "max_blob"], "properties": {
+                    "used": { "type": "integer" }, "quota": { "type": "integer" }, "max_blob": { "type": "integer" } } },
                 "ApiError": { "type": "object", "required": ["code", "message"], "properties": {
                     "code": { "type": "string" }, "message": { "type": "string" }, "retry_after_secs": { "type": "integer" } } },
                 "ProviderInfo": { "type": "object", "required": ["domain", "issuer_key"], "properties": {

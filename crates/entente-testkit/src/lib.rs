@@ -57,6 +57,22 @@ impl Federation {
         Ok(f)
     }
 
+    /// Writes the CA, each provider's certificate and its `provider.toml` (see
+    /// [`Federation::config_path`]) for `domains` under `root` (kept afterwards), and
+    /// starts nothing: for providers run elsewhere, such as separate processes of
+    /// `entente provider run --config`. Each gets a port that is free now.
+    pub fn prepare_in(root: &Path, domains: &[&str]) -> Result<Self> {
+        Self::create(root, domains)
+    }
+
+    /// The configuration file written for `domain`.
+    pub fn config_path(&self, domain: &str) -> Result<PathBuf> {
+        if !self.members.contains_key(domain) {
+            anyhow::bail!("no provider {domain} in this federation");
+        }
+        Ok(self.root.join(domain).join("provider.toml"))
+    }
+
     fn create(root: &Path, domains: &[&str]) -> Result<Self> {
         entente_tls::install_crypto_provider();
         std::fs::create_dir_all(root)?;

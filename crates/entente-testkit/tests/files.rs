@@ -575,3 +575,159 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     w.fed.shutdown().await;
     Ok(())
 }
+
+/// An HTTPS client trusting the federation's CA that reaches every member, with
+/// `identity` as its TLS client certificate if given.
+fn https(fed: &Federation, identity: Option<&entente_tls::Identity>) -> reqwest::Client {
+    let ca = entente_tls::DevCa::load(fed.root().join("ca")).unwrap();
+    let tls = entente_tls::client_config(&ca.trust_anchors().unwrap(), identity).unwrap();
+    let mut b = reqwest::Client::builder().tls_backend_preconfigured((*tls).clone());
+    for (domain, m) in &fed.members {
+        b = b.resolve(domain, m.config.listen);
+    }
+    b.build().unwrap()
+}
+
+async fn status_and_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, body["code"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
+    let mut w = world().await?;
+    let http = https(&w.fed, None);
+    let blob = w.bob.create_blob(1000).await?;
+    let patch = |token: Option<&str>, offset: Option<u64>, body: Vec<u8>| {
+        let mut r = http
+            .patch(format!("https://b.example/v1/blobs/{}", blob.id))
+            .body(body);
+        if let Some(t) = token {
+            r = r.header("entente-upload-token", t);
+        }
+        if let Some(o) = offset {
+            r = r.header("upload-offset", o.to_string());
+        }
+        r.send()
+    };
+    let token = blob.upload_token.as_str();
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+    // No token, a wrong token, no offset, a wrong offset, too much data.
+    assert_eq!(status_and_code(patch(None, Some(0), vec![1]).await?).await.0, 401);
+    assert_eq!(
+        status_and_code(patch(Some("0000"), Some(0), vec![1]).await?).await.0,
+        401
+    );
+    assert_eq!(status_and_code(patch(Some(token), None, vec![1]).await?).await.0, 400);
+    assert_eq!(
+        status_and_code(patch(Some(token), Some(5), vec![1]).await?).await,
+        (409, "offset_mismatch".into())
+    );
+    assert_eq!(
+        status_and_code(patch(Some(token), Some(0), vec![0; 1001]).await?).await.0,
+        400
+    );
+    // Nothing of the refused requests was kept.
+    let st = w.bob.upload_status(&blob).await?;
+    assert_eq!((st.offset, st.complete), (0, false));
+    // Part of it; the blob cannot be downloaded yet.
+    let r = patch(Some(token), Some(0), data[..300].to_vec()).await?;
+    assert_eq!(r.status(), 200);
+    let r = http.get(&blob.url).send().await?;
+    assert_eq!(status_and_code(r).await, (404, "incomplete".into()));
+    // The provider restarts: its running hash is gone and is rebuilt from disk.
+    w.fed.stop("b.example").await?;
+    w.fed.restart("b.example").await?;
+    let http = https(&w.fed, None);
+    let r = http
+        .patch(format!("https://b.example/v1/blobs/{}", blob.id))
+        .header("entente-upload-token", token)
+        .header("upload-offset", "300")
+        .body(data[300..].to_vec())
+        .send()
+        .await?;
+    let st: entente_wire::blobs::UploadStatus = r.json().await?;
+    assert!(st.complete);
+    assert_eq!(st.sha256, Some(hex::encode(Sha256::digest(&data))));
+    // Ranged downloads.
+    let r = http.get(&blob.url).header("range", "bytes=990-").send().await?;
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"].to_str()?,
+        "bytes 990-999/1000"
+    );
+    assert_eq!(r.bytes().await?.as_ref(), &data[990..]);
+    let r = http.get(&blob.url).header("range", "bytes=1000-").send().await?;
+    assert_eq!(r.status(), 416);
+    assert_eq!(http.get(&blob.url).send().await?.bytes().await?.as_ref(), &data[..]);
+    // Junk ids.
+    for path in ["/blobs/zz", "/blobs/00000000000000000000000000000000", "/blobs/..%2Fv1%2Fprovider"] {
+        let r = http.get(format!("https://b.example{path}")).send().await?;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Unsigned fetches through a provider are refused.
+    let r = http
+        .get(format!("https://c.example/v1/blobs/fetch?url={}&via=a.example", blob.url))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+
+    // proxyDownload at the hub a.example.
+    let ca = entente_tls::DevCa::load(w.fed.root().join("ca"))?;
+    let proxy = |url: &str| {
+        format!(
+            "https://a.example/mimi/v1/proxyDownload/{}",
+            entente_wire::api::path_segment(url)
+        )
+    };
+    // Without a client certificate.
+    let r = http.get(proxy(&blob.url)).header("from", "mimi@c.example").send().await?;
+    assert_eq!(r.status(), 401);
+    // As c.example, which takes part in a room a.example hubs: served.
+    let as_c = https(&w.fed, Some(&ca.issue("c.example")?.identity()?));
+    let r = as_c.get(proxy(&blob.url)).header("from", "mimi@c.example").send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await?.as_ref(), &data[..]);
+    // As c.example, for something that is not a blob URL, or at a provider in
+    // none of the hub's rooms: refused.
+    for (url, want) in [
+        ("https://b.example/v1/provider".to_owned(), 400),
+        ("https://b.example/.well-known/entente-issuer".to_owned(), 400),
+        (blob.url.replace("b.example", "z.example"), 403),
+        (blob.url.replace("https://", "http://"), 400),
+    ] {
+        let r = as_c.get(proxy(&url)).header("from", "mimi@c.example").send().await?;
+        assert_eq!(r.status(), want, "{url}");
+    }
+    // As d.example, a provider in none of a.example's rooms: refused.
+    let as_d = https(&w.fed, Some(&ca.issue("d.example")?.identity()?));
+    let r = as_d.get(proxy(&blob.url)).header("from", "mimi@d.example").send().await?;
+    assert_eq!(r.status(), 403);
+    // Someone else's blob cannot be deleted, not even by a user of the same
+    // provider who was sent its URL.
+    let sent = w
+        .bob
+        .send_file(
+            &w.room,
+            &random_file(w.dir.path(), "b.bin", 10, 1)?.0,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await?;
+    let mut theirs = received(&mut w.carol, &w.room, sent.message_id).await?;
+    theirs.outgoing = true;
+    let r = w.carol.delete_sent_file(&theirs).await;
+    assert!(matches!(r, Err(ClientError::Usage(_))), "{r:?}");
+    let dave = w.fed.register("dave@b.example", "laptop").await?;
+    let r = dave.delete_sent_file(&theirs).await;
+    assert!(
+        matches!(&r, Err(ClientError::Provider { status: 404, .. })),
+        "{r:?}"
+    );
+    w.carol
+        .download_file(&theirs, &out_dir(&w, "still"), Route::ViaHub, Arc::new(NoProgress))
+        .await?;
+    w.fed.shutdown().await;
+    Ok(())
+}

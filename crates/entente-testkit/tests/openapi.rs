@@ -42,6 +42,11 @@ async fn openapi_document_lists_every_route() {
         "/v1/inbox",
         "/v1/inbox/ack",
         "/v1/inbox/ws",
+        "/v1/blobs",
+        "/v1/blobs/{id}",
+        "/v1/blobs/{id}/upload",
+        "/v1/blobs/fetch",
+        "/blobs/{id}",
     ] {
         assert!(paths.contains_key(p), "OpenAPI document lacks {p}");
     }

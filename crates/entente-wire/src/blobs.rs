@@ -183,10 +183,71 @@ impl std::fmt::Display for BlobUrl {
     }
 }
 
+/// The byte range `start..end` of a blob of `total` bytes that a `Range` header
+/// value asks for: `bytes=a-`, `bytes=a-b` or `bytes=-n`. `Ok(None)` for no header
+/// or a form we do not serve (several ranges, other units: the whole blob is sent,
+/// as RFC 9110 allows); `Err` when the range starts past the end.
+#[allow(clippy::result_unit_err)]
+pub fn byte_range(value: Option<&str>, total: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(last)) if last >= start => (start, last.saturating_add(1).min(total)),
+        (Ok(start), Err(_)) if b.is_empty() => (start, total),
+        (Err(_), Ok(n)) if a.is_empty() && n > 0 => (total.saturating_sub(n), total),
+        _ => return Ok(None),
+    };
+    if range.0 >= total && (total > 0 || range.0 > 0) {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_and_stay_in_bounds(text in ".{0,80}", total in 0u64..1 << 40) {
+            if let Ok(url) = BlobUrl::parse(&text) {
+                proptest::prop_assert_eq!(url.to_string(), text.clone());
+            }
+            if let Ok(Some((start, end))) = byte_range(Some(&text), total) {
+                proptest::prop_assert!(start <= end && end <= total);
+            }
+            let header = format!("bytes={text}");
+            if let Ok(Some((start, end))) = byte_range(Some(&header), total) {
+                proptest::prop_assert!(start <= end && end <= total);
+            }
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range(None, 10), Ok(None));
+        assert_eq!(byte_range(Some("bytes=0-"), 10), Ok(Some((0, 10))));
+        assert_eq!(byte_range(Some("bytes=4-"), 10), Ok(Some((4, 10))));
+        assert_eq!(byte_range(Some("bytes=2-5"), 10), Ok(Some((2, 6))));
+        assert_eq!(byte_range(Some("bytes=2-50"), 10), Ok(Some((2, 10))));
+        assert_eq!(byte_range(Some("bytes=-3"), 10), Ok(Some((7, 10))));
+        assert_eq!(byte_range(Some("bytes=-30"), 10), Ok(Some((0, 10))));
+        assert_eq!(byte_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(byte_range(Some("bytes=0-"), 0), Ok(Some((0, 0))));
+        assert_eq!(byte_range(Some("bytes=1-"), 0), Err(()));
+        for ignored in ["bytes=1-2,4-5", "items=1-2", "bytes=5-2", "bytes=x-", "bytes=-0", "bytes"] {
+            assert_eq!(byte_range(Some(ignored), 10), Ok(None), "{ignored}");
+        }
+    }
 
     #[test]
     fn blob_urls_round_trip_and_nothing_else_parses() {

@@ -213,16 +213,16 @@ async fn connect(a: &ConnectArgs, common: &Common, code: Option<&str>) -> Result
     Ok(())
 }
 
-fn parse_user(s: &str) -> Result<UserId> {
+pub(crate) fn parse_user(s: &str) -> Result<UserId> {
     Ok(UserId::parse_any(s)?)
 }
 
-fn parse_room(s: &str) -> Result<RoomId> {
+pub(crate) fn parse_room(s: &str) -> Result<RoomId> {
     Ok(s.parse::<RoomId>()?)
 }
 
 /// The 1:1 room with `peer`: the first room whose members are exactly us and them.
-fn direct_room(client: &Client, peer: &UserId) -> Result<Option<RoomId>> {
+pub(crate) fn direct_room(client: &Client, peer: &UserId) -> Result<Option<RoomId>> {
     for r in client.rooms()? {
         if r.members.len() == 2 && r.members.contains(peer) && r.members.contains(client.user()) {
             return Ok(Some(r.room));
@@ -250,7 +250,11 @@ fn print_entry(e: &HistoryEntry, json: bool) {
             "[{}] {}: {}{}",
             format_ts(e.timestamp_ms),
             who,
-            e.text.as_deref().unwrap_or("(non-text content)"),
+            e.text
+                .clone()
+                .or_else(|| attachment_line(e))
+                .as_deref()
+                .unwrap_or("(non-text content)"),
             if e.pending {
                 "  (not sent yet: run `entente sync` to retry)"
             } else {
@@ -258,6 +262,25 @@ fn print_entry(e: &HistoryEntry, json: bool) {
             }
         );
     }
+}
+
+/// "[file] name (size): entente file get ID" for a message with an attachment.
+fn attachment_line(e: &HistoryEntry) -> Option<String> {
+    let content = entente_wire::content::MimiContent::decode(&e.content).ok()?;
+    let entente_wire::content::PartBody::External(part) = &content.nested_part.body else {
+        return None;
+    };
+    Some(format!(
+        "[file] {} ({} bytes{}): entente file get {}",
+        part.filename,
+        part.size.saturating_sub(16),
+        if part.description.is_empty() {
+            String::new()
+        } else {
+            format!(", \"{}\"", part.description)
+        },
+        &hex::encode(e.message_id)[..12]
+    ))
 }
 
 fn format_ts(ms: u64) -> String {

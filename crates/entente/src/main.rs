@@ -3,6 +3,8 @@
 
 mod account;
 mod demo;
+mod file_cmd;
+mod file_load;
 mod group_load;
 mod load;
 mod provider_cmd;
@@ -73,12 +75,26 @@ enum Command {
     ///   entente room members mimi://a.example/r/0f3c...
     #[command(subcommand, verbatim_doc_comment)]
     Room(room_cmd::RoomCommand),
+    /// Encrypted files: send, list, download, delete
+    ///
+    /// Files are encrypted on your device and stored, as ciphertext only, by your
+    /// provider; the key travels inside the end-to-end encrypted message.
+    ///
+    ///   entente file send bob@b.example report.pdf
+    ///   entente file list
+    ///   entente file get 3fa2c1 --out ~/Downloads
+    #[command(subcommand, verbatim_doc_comment)]
+    File(file_cmd::FileCommand),
     /// Load test: push messages between users of two local providers and report
     /// throughput and latency.
     Load(load::LoadArgs),
     /// Load test: one large room over several local providers; report join and
     /// fan-out times.
     LoadGroup(group_load::GroupLoadArgs),
+    /// Load test: send one large encrypted file between three local providers, run
+    /// as separate processes; report upload and download speed (via the hub and
+    /// direct) against raw AES-GCM, and each party's peak memory.
+    LoadFiles(file_load::FileLoadArgs),
 }
 
 fn init_logging(filter: &str, json: bool) {
@@ -123,8 +139,10 @@ fn main() -> ExitCode {
             Command::Ca(c) => provider_cmd::run_ca(c),
             Command::Account(c) => account::run(c, cli.common).await,
             Command::Room(c) => room_cmd::run(c, cli.common).await,
+            Command::File(c) => file_cmd::run(c, cli.common).await,
             Command::Load(a) => load::run(a).await,
             Command::LoadGroup(a) => group_load::run(a).await,
+            Command::LoadFiles(a) => file_load::run(a).await,
         }
     });
     match result {

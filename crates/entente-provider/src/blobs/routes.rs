@@ -28,7 +28,7 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use entente_wire::api::path_segment;
 use entente_wire::blobs::{
-    BlobCreated, BlobId, BlobUrl, BlobUsage, CreateBlob, UPLOAD_OFFSET_HEADER,
+    BlobCreated, BlobId, BlobUrl, BlobUsage, CreateBlob, UPLOAD_OFFSET_HEADER, byte_range,
     UPLOAD_TOKEN_HEADER, UploadStatus,
 };
 use entente_wire::ids::Domain;
@@ -411,35 +411,6 @@ pub async fn collect_garbage(state: &AppState) -> Result<u64, Failure> {
     }
 }
 
-/// A byte range `start..end` of a blob of `total` bytes, from a `Range` header.
-/// Forms other than one `bytes=` range are ignored (the whole blob is sent, as
-/// RFC 9110 allows); `Err` means the range cannot be satisfied.
-fn parse_range(value: Option<&HeaderValue>, total: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("bytes="))
-    else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let Some((a, b)) = spec.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(start), Ok(last)) if last >= start => (start, last.saturating_add(1).min(total)),
-        (Ok(start), Err(_)) if b.is_empty() => (start, total),
-        (Err(_), Ok(n)) if a.is_empty() => (total.saturating_sub(n), total),
-        _ => return Ok(None),
-    };
-    if range.0 >= total && total > 0 || (total == 0 && range.0 > 0) {
-        return Err(());
-    }
-    Ok(Some(range))
-}
-
 /// Serves one of our blobs, honouring `Range`.
 async fn serve_local(
     state: &AppState,
@@ -475,7 +446,7 @@ async fn serve_local(
     if total != record.size {
         tracing::warn!(expected = record.size, total, "a stored blob changed size");
     }
-    let (start, end, partial) = match parse_range(range, total) {
+    let (start, end, partial) = match byte_range(range.and_then(|v| v.to_str().ok()), total) {
         Ok(Some((s, e))) => (s, e, true),
         Ok(None) => (0, total, false),
         Err(()) => {

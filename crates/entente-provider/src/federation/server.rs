@@ -83,6 +83,7 @@ async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
         "submitMessage": format!("{base}/submitMessage/{{roomId}}"),
         "groupState": format!("{base}/groupState/{{roomId}}"),
         "groupInfo": format!("{base}/groupInfo/{{roomId}}"),
+        "proxyDownload": format!("{base}/proxyDownload/{{downloadUrl}}"),
     }))
 }
 
