@@ -138,9 +138,8 @@ pub async fn run(cmd: FileCommand, common: Common) -> Result<()> {
             let room = room.map(|r| parse_room(&r)).transpose()?;
             let files = client.files(room.as_ref())?;
             if json {
-                for f in &files {
-                    println!("{}", file_json(f));
-                }
+                let list: Vec<_> = files.iter().map(file_json).collect();
+                println!("{}", serde_json::Value::Array(list));
             } else if files.is_empty() {
                 println!("no files yet");
             } else {

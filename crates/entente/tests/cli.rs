@@ -589,3 +589,121 @@ fn room_commands_across_three_providers() {
         |v| roles_of(v) == pairs(&[("alice@a.example", "owner")]),
     );
 }
+
+#[test]
+fn file_commands_across_three_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let domains = ["a.example", "b.example", "c.example"];
+    let (_providers, addrs) = start_federation(d, &domains);
+    for ((home, user), addr) in [
+        ("alice", "alice@a.example"),
+        ("bob", "bob@b.example"),
+        ("carol", "carol@c.example"),
+    ]
+    .into_iter()
+    .zip(&addrs)
+    {
+        let peer = format!("b.example={}", addrs[1]);
+        run(
+            &[
+                "--home", home, "account", "create", user, "--address", addr, "--ca",
+                "ca/ca.crt", "--peer", &peer,
+            ],
+            d,
+        );
+    }
+    let room = run_json("alice", &["room", "create", "--name", "Files"], d)["room"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for user in ["bob@b.example", "carol@c.example"] {
+        run(&["--home", "alice", "room", "invite", &room, user], d);
+    }
+    poll_json("carol", &["room", "members", &room], d, "carol joins", |v| {
+        v.as_array().is_some_and(|a| a.len() == 3)
+    });
+    poll_json("bob", &["room", "members", &room], d, "bob joins", |v| {
+        v.as_array().is_some_and(|a| a.len() == 3)
+    });
+
+    // Bob sends a file to the room (stored at b.example, hub a.example).
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(d.join("report.bin"), &data).unwrap();
+    let sent = run_json(
+        "bob",
+        &["file", "send", &room, "report.bin", "--description", "Q3 numbers", "--aes256"],
+        d,
+    );
+    let id = sent["message_id"].as_str().unwrap().to_owned();
+    // Carol sees it and fetches it through c.example and the hub.
+    let listed = poll_json("carol", &["file", "list"], d, "carol sees the file", |v| {
+        v[0]["message_id"] == id.as_str()
+    })[0]
+        .clone();
+    assert_eq!(listed["filename"], "report.bin");
+    assert_eq!(listed["description"], "Q3 numbers");
+    assert_eq!(listed["size"], data.len());
+    std::fs::create_dir(d.join("dl")).unwrap();
+    let got = run_json("carol", &["file", "get", &id[..10], "--out", "dl"], d);
+    assert_eq!(got["committed"], true);
+    assert_eq!(std::fs::read(d.join("dl/report.bin")).unwrap(), data);
+    // Directly from b.example, to another name.
+    run(
+        &["--home", "carol", "file", "get", &id, "--out", "dl/direct.bin", "--direct"],
+        d,
+    );
+    assert_eq!(std::fs::read(d.join("dl/direct.bin")).unwrap(), data);
+    // The history shows the attachment and how to get it.
+    let history = stdout(&run(&["--home", "carol", "history", "--room", &room], d));
+    assert!(
+        history.contains("[file] report.bin") && history.contains("entente file get"),
+        "{history}"
+    );
+    // Downloading again to the same place is refused, clearly.
+    let out = entente()
+        .args(["--home", "carol", "file", "get", &id, "--out", "dl"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Usage, then deletion by the sender.
+    let usage = run_json("bob", &["file", "usage"], d);
+    assert_eq!(usage["used"], data.len() + 16);
+    run(&["--home", "bob", "file", "rm", &id[..12]], d);
+    assert_eq!(run_json("bob", &["file", "usage"], d)["used"], 0);
+    std::fs::create_dir(d.join("alice-dl")).unwrap();
+    let out = entente()
+        .args(["--home", "alice", "file", "get", &id, "--out", "alice-dl"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("ask the sender to send it again"), "{err}");
+
+    // A 1:1 file: the chat is started on the way.
+    std::fs::write(d.join("hi.txt"), b"hello alice").unwrap();
+    run(&["--home", "bob", "file", "send", "alice@a.example", "hi.txt"], d);
+    let listed = poll_json("alice", &["file", "list"], d, "alice sees hi.txt", |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|f| f["filename"] == "hi.txt"))
+    });
+    let id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["filename"] == "hi.txt")
+        .unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = id.as_str();
+    run(&["--home", "alice", "file", "get", id, "--out", "from-bob.txt"], d);
+    assert_eq!(std::fs::read(d.join("from-bob.txt")).unwrap(), b"hello alice");
+}
