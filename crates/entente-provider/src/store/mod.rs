@@ -3,8 +3,8 @@
 //! Protocol code talks to storage only through [`Store`]: a narrow set of operations
 //! named for what the provider does (register a client, claim a KeyPackage, commit a
 //! delivery batch, ack an inbox), never SQL. [`sqlite::SqliteStore`] implements it
-//! with embedded SQLite (WAL, group commit); a PostgreSQL backend implements the same
-//! trait.
+//! with embedded SQLite (WAL, group commit); a PostgreSQL backend would implement
+//! the same trait (not written yet).
 //!
 //! The trait is synchronous: async callers run it on the blocking pool
 //! (`tokio::task::spawn_blocking`). Every method is one atomic transaction.
