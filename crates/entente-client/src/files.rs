@@ -30,9 +30,7 @@ use entente_core::files::{
     TAG_LEN, blob_len,
 };
 use entente_wire::blobs::{BlobCreated, BlobUrl, BlobUsage, CreateBlob, UploadStatus};
-use entente_wire::content::{
-    Disposition, ExternalPart, MimiContent, NestedPart, PartBody,
-};
+use entente_wire::content::{Disposition, ExternalPart, MimiContent, NestedPart, PartBody};
 use entente_wire::ids::{RoomId, UserId};
 use futures::StreamExt;
 use rand::RngCore;
@@ -318,10 +316,10 @@ impl Client {
                 "this attachment is not encrypted; Entente downloads encrypted files only".into(),
             ));
         }
-        let secret =
-            FileSecret::from_parts(part.enc_alg, &part.key, &part.nonce).map_err(ClientError::File)?;
-        let hash =
-            ContentHash::from_parts(part.hash_alg, &part.content_hash).map_err(ClientError::File)?;
+        let secret = FileSecret::from_parts(part.enc_alg, &part.key, &part.nonce)
+            .map_err(ClientError::File)?;
+        let hash = ContentHash::from_parts(part.hash_alg, &part.content_hash)
+            .map_err(ClientError::File)?;
         if part.expires != 0 && u64::from(part.expires) <= now_secs() {
             return Err(expired());
         }
@@ -332,12 +330,22 @@ impl Client {
         loop {
             let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
             let attempt = self.download_once(
-                part, &secret, &hash, &via, route, &partial, kept, progress.clone(),
+                part,
+                &secret,
+                &hash,
+                &via,
+                route,
+                &partial,
+                kept,
+                progress.clone(),
             );
             match attempt.await {
                 Ok(committed) => {
                     std::fs::rename(&partial, &target).map_err(|e| {
-                        ClientError::Storage(format!("moving the file to {}: {e}", target.display()))
+                        ClientError::Storage(format!(
+                            "moving the file to {}: {e}",
+                            target.display()
+                        ))
                     })?;
                     return Ok(ReceivedFile {
                         path: target,
@@ -380,9 +388,8 @@ impl Client {
             (200, _) => {
                 // The provider sent the whole blob: start over.
                 kept = 0;
-                resp.content_length().ok_or_else(|| {
-                    ClientError::Protocol("the download has no length".into())
-                })?
+                resp.content_length()
+                    .ok_or_else(|| ClientError::Protocol("the download has no length".into()))?
             }
             _ => {
                 return Err(ClientError::Protocol(format!(
@@ -403,8 +410,7 @@ impl Client {
                 }
             }));
         }
-        let mut opener =
-            BlobOpener::new(secret, &part.aad, total).map_err(ClientError::File)?;
+        let mut opener = BlobOpener::new(secret, &part.aad, total).map_err(ClientError::File)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
         let writer = {
             let partial = partial.to_owned();
@@ -547,8 +553,12 @@ impl Client {
     /// Starts an upload of `size` bytes at our provider (the first step of
     /// [`Client::send_file`], for tools that upload blobs themselves).
     pub async fn create_blob(&self, size: u64) -> Result<BlobCreated, ClientError> {
-        self.signed(reqwest::Method::POST, "/v1/blobs", Some(&CreateBlob { size }))
-            .await
+        self.signed(
+            reqwest::Method::POST,
+            "/v1/blobs",
+            Some(&CreateBlob { size }),
+        )
+        .await
     }
 
     /// How much of an upload our provider holds.
@@ -592,7 +602,17 @@ impl Client {
     }
 
     fn pending_upload(&self, key: &UploadKey) -> Result<Option<PendingUpload>, ClientError> {
-        type Row = (u16, Vec<u8>, Vec<u8>, Vec<u8>, String, String, String, i64, i64);
+        type Row = (
+            u16,
+            Vec<u8>,
+            Vec<u8>,
+            Vec<u8>,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+        );
         let row: Option<Row> = self
             .db()
             .query_row(
@@ -797,7 +817,9 @@ fn seal_file(
         }
         buf.truncate(n);
         plain.update(&buf);
-        sealer.update(&mut buf).map_err(|e| fatal(ClientError::File(e)))?;
+        sealer
+            .update(&mut buf)
+            .map_err(|e| fatal(ClientError::File(e)))?;
         send(buf, pos)?;
         pos += n as u64;
     }
@@ -829,8 +851,7 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 fn check_stored(status: &UploadStatus, tail: SealedTail) -> Result<SealedTail, ClientError> {
     if status.sha256.as_deref() != Some(hex::encode(tail.content_hash.as_bytes()).as_str()) {
         return Err(ClientError::Protocol(
-            "the provider's copy of the file differs from what was uploaded; send it again"
-                .into(),
+            "the provider's copy of the file differs from what was uploaded; send it again".into(),
         ));
     }
     Ok(tail)
@@ -870,7 +891,8 @@ fn open_partial(path: &Path, kept: u64) -> Result<std::io::BufWriter<std::fs::Fi
     }
     let mut f = opts.open(path).map_err(write_error)?;
     f.set_len(kept).map_err(write_error)?;
-    f.seek(std::io::SeekFrom::Start(kept)).map_err(write_error)?;
+    f.seek(std::io::SeekFrom::Start(kept))
+        .map_err(write_error)?;
     Ok(std::io::BufWriter::with_capacity(PIECE, f))
 }
 
@@ -957,9 +979,9 @@ fn guess_content_type(name: &str) -> &'static str {
 fn is_transient(e: &ClientError) -> bool {
     match e {
         ClientError::Unreachable(_) => true,
-        ClientError::Provider {
-            status, code, ..
-        } => *status >= 500 || *status == 429 || code == "offset_mismatch" || *status == 409,
+        ClientError::Provider { status, code, .. } => {
+            *status >= 500 || *status == 429 || code == "offset_mismatch" || *status == 409
+        }
         _ => false,
     }
 }
@@ -972,7 +994,9 @@ fn expired() -> ClientError {
     ClientError::Provider {
         status: 410,
         code: "expired".into(),
-        message: "the file has expired and was deleted by its provider; ask the sender to send it again".into(),
+        message:
+            "the file has expired and was deleted by its provider; ask the sender to send it again"
+                .into(),
         retry_after_secs: None,
     }
 }

@@ -170,7 +170,10 @@ impl Transport {
             .bulk
             .patch(format!("{}/v1/blobs/{id}", self.base))
             .header(entente_wire::blobs::UPLOAD_TOKEN_HEADER, token)
-            .header(entente_wire::blobs::UPLOAD_OFFSET_HEADER, offset.to_string())
+            .header(
+                entente_wire::blobs::UPLOAD_OFFSET_HEADER,
+                offset.to_string(),
+            )
             .header("content-type", "application/octet-stream")
             .body(body)
             .send()
@@ -325,7 +328,9 @@ async fn error_for_status(resp: reqwest::Response) -> Result<reqwest::Response, 
     }
     match decode::<serde_json::Value>(resp).await {
         Err(e) => Err(e),
-        Ok(_) => Err(ClientError::Protocol("an error status with a success body".into())),
+        Ok(_) => Err(ClientError::Protocol(
+            "an error status with a success body".into(),
+        )),
     }
 }
 

@@ -251,7 +251,9 @@ impl Config {
             }
         }
         if self.blobs.expiry_days == 0 || self.blobs.stale_upload_hours == 0 {
-            return Err("`blobs.expiry_days` and `blobs.stale_upload_hours` must be at least 1".into());
+            return Err(
+                "`blobs.expiry_days` and `blobs.stale_upload_hours` must be at least 1".into(),
+            );
         }
         if self.limits.max_body_bytes < 4096 {
             return Err("`limits.max_body_bytes` must be at least 4096".into());

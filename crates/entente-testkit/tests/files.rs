@@ -40,7 +40,11 @@ struct World {
     dir: tempfile::TempDir,
 }
 
-async fn sync_until(client: &mut Client, what: &str, done: impl Fn(&[Event]) -> bool) -> Result<()> {
+async fn sync_until(
+    client: &mut Client,
+    what: &str,
+    done: impl Fn(&[Event]) -> bool,
+) -> Result<()> {
     let deadline = Instant::now() + DEADLINE;
     let mut events = Vec::new();
     loop {
@@ -221,7 +225,12 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
     let file = w.carol.files(Some(&w.room))?.remove(0);
     let again = w
         .carol
-        .download_file(&file, &out_dir(&w, "carol-0"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &file,
+            &out_dir(&w, "carol-0"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(matches!(again, Err(ClientError::Usage(m)) if m.contains("exists already")));
     w.fed.shutdown().await;
@@ -235,11 +244,21 @@ async fn damaged_swapped_and_misused_blobs_are_refused() -> Result<()> {
     let (two, _) = random_file(w.dir.path(), "two.bin", 300_000, 2)?;
     let sent1 = w
         .bob
-        .send_file(&w.room, &one, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &one,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await?;
     let sent2 = w
         .bob
-        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &two,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await?;
     let f1 = received(&mut w.carol, &w.room, sent1.message_id).await?;
     let f2 = received(&mut w.carol, &w.room, sent2.message_id).await?;
@@ -343,7 +362,12 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     let (big, _) = random_file(w.dir.path(), "big.bin", 2 << 20, 1)?;
     let r = w
         .bob
-        .send_file(&w.room, &big, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &big,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 413, code, message, .. })
@@ -354,11 +378,21 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     let (two, _) = random_file(w.dir.path(), "two.bin", 1 << 20, 3)?;
     let sent = w
         .bob
-        .send_file(&w.room, &one, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &one,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await?;
     let r = w
         .bob
-        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &two,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { code, message, .. })
@@ -382,7 +416,12 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     }
     let r = w
         .carol
-        .download_file(&file, &out_dir(&w, "exp"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &file,
+            &out_dir(&w, "exp"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 410, code, .. }) if code == "expired"),
@@ -400,7 +439,12 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     assert!(!blob.exists(), "the expired blob's bytes are gone");
     let r = w
         .carol
-        .download_file(&file, &out_dir(&w, "gone"), Route::Direct, Arc::new(NoProgress))
+        .download_file(
+            &file,
+            &out_dir(&w, "gone"),
+            Route::Direct,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 404, .. })),
@@ -411,7 +455,12 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     old.part.expires = 1000;
     let r = w
         .carol
-        .download_file(&old, &out_dir(&w, "old"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &old,
+            &out_dir(&w, "old"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 410, .. })),
@@ -421,7 +470,12 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     // Deleting a sent file frees its quota at once.
     let sent = w
         .bob
-        .send_file(&w.room, &two, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &two,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await?;
     let mine = w
         .bob
@@ -544,7 +598,12 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     let (path, _) = random_file(w.dir.path(), "x.bin", 1000, 1)?;
     let sent = w
         .bob
-        .send_file(&w.room, &path, &SendFileOptions::default(), Arc::new(NoProgress))
+        .send_file(
+            &w.room,
+            &path,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
         .await?;
     let file = received(&mut w.carol, &w.room, sent.message_id).await?;
     // Through a "hub" c.example does not follow: refused by c.example itself.
@@ -553,7 +612,12 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     other_room.part.filename = "y".into();
     let r = w
         .carol
-        .download_file(&other_room, &out_dir(&w, "p"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &other_room,
+            &out_dir(&w, "p"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 403, .. })),
@@ -566,7 +630,12 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     foreign.part.filename = "z".into();
     let r = w
         .carol
-        .download_file(&foreign, &out_dir(&w, "p"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &foreign,
+            &out_dir(&w, "p"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status, .. }) if *status == 403 || *status == 502),
@@ -614,18 +683,32 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
     let token = blob.upload_token.as_str();
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
     // No token, a wrong token, no offset, a wrong offset, too much data.
-    assert_eq!(status_and_code(patch(None, Some(0), vec![1]).await?).await.0, 401);
     assert_eq!(
-        status_and_code(patch(Some("0000"), Some(0), vec![1]).await?).await.0,
+        status_and_code(patch(None, Some(0), vec![1]).await?)
+            .await
+            .0,
         401
     );
-    assert_eq!(status_and_code(patch(Some(token), None, vec![1]).await?).await.0, 400);
+    assert_eq!(
+        status_and_code(patch(Some("0000"), Some(0), vec![1]).await?)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        status_and_code(patch(Some(token), None, vec![1]).await?)
+            .await
+            .0,
+        400
+    );
     assert_eq!(
         status_and_code(patch(Some(token), Some(5), vec![1]).await?).await,
         (409, "offset_mismatch".into())
     );
     assert_eq!(
-        status_and_code(patch(Some(token), Some(0), vec![0; 1001]).await?).await.0,
+        status_and_code(patch(Some(token), Some(0), vec![0; 1001]).await?)
+            .await
+            .0,
         400
     );
     // Nothing of the refused requests was kept.
@@ -651,24 +734,39 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
     assert!(st.complete);
     assert_eq!(st.sha256, Some(hex::encode(Sha256::digest(&data))));
     // Ranged downloads.
-    let r = http.get(&blob.url).header("range", "bytes=990-").send().await?;
+    let r = http
+        .get(&blob.url)
+        .header("range", "bytes=990-")
+        .send()
+        .await?;
     assert_eq!(r.status(), 206);
-    assert_eq!(
-        r.headers()["content-range"].to_str()?,
-        "bytes 990-999/1000"
-    );
+    assert_eq!(r.headers()["content-range"].to_str()?, "bytes 990-999/1000");
     assert_eq!(r.bytes().await?.as_ref(), &data[990..]);
-    let r = http.get(&blob.url).header("range", "bytes=1000-").send().await?;
+    let r = http
+        .get(&blob.url)
+        .header("range", "bytes=1000-")
+        .send()
+        .await?;
     assert_eq!(r.status(), 416);
-    assert_eq!(http.get(&blob.url).send().await?.bytes().await?.as_ref(), &data[..]);
+    assert_eq!(
+        http.get(&blob.url).send().await?.bytes().await?.as_ref(),
+        &data[..]
+    );
     // Junk ids.
-    for path in ["/blobs/zz", "/blobs/00000000000000000000000000000000", "/blobs/..%2Fv1%2Fprovider"] {
+    for path in [
+        "/blobs/zz",
+        "/blobs/00000000000000000000000000000000",
+        "/blobs/..%2Fv1%2Fprovider",
+    ] {
         let r = http.get(format!("https://b.example{path}")).send().await?;
         assert_eq!(r.status(), 404, "{path}");
     }
     // Unsigned fetches through a provider are refused.
     let r = http
-        .get(format!("https://c.example/v1/blobs/fetch?url={}&via=a.example", blob.url))
+        .get(format!(
+            "https://c.example/v1/blobs/fetch?url={}&via=a.example",
+            blob.url
+        ))
         .send()
         .await?;
     assert_eq!(r.status(), 401);
@@ -682,27 +780,46 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
         )
     };
     // Without a client certificate.
-    let r = http.get(proxy(&blob.url)).header("from", "mimi@c.example").send().await?;
+    let r = http
+        .get(proxy(&blob.url))
+        .header("from", "mimi@c.example")
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
     // As c.example, which takes part in a room a.example hubs: served.
     let as_c = https(&w.fed, Some(&ca.issue("c.example")?.identity()?));
-    let r = as_c.get(proxy(&blob.url)).header("from", "mimi@c.example").send().await?;
+    let r = as_c
+        .get(proxy(&blob.url))
+        .header("from", "mimi@c.example")
+        .send()
+        .await?;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await?.as_ref(), &data[..]);
     // As c.example, for something that is not a blob URL, or at a provider in
     // none of the hub's rooms: refused.
     for (url, want) in [
         ("https://b.example/v1/provider".to_owned(), 400),
-        ("https://b.example/.well-known/entente-issuer".to_owned(), 400),
+        (
+            "https://b.example/.well-known/entente-issuer".to_owned(),
+            400,
+        ),
         (blob.url.replace("b.example", "z.example"), 403),
         (blob.url.replace("https://", "http://"), 400),
     ] {
-        let r = as_c.get(proxy(&url)).header("from", "mimi@c.example").send().await?;
+        let r = as_c
+            .get(proxy(&url))
+            .header("from", "mimi@c.example")
+            .send()
+            .await?;
         assert_eq!(r.status(), want, "{url}");
     }
     // As d.example, a provider in none of a.example's rooms: refused.
     let as_d = https(&w.fed, Some(&ca.issue("d.example")?.identity()?));
-    let r = as_d.get(proxy(&blob.url)).header("from", "mimi@d.example").send().await?;
+    let r = as_d
+        .get(proxy(&blob.url))
+        .header("from", "mimi@d.example")
+        .send()
+        .await?;
     assert_eq!(r.status(), 403);
     // Someone else's blob cannot be deleted, not even by a user of the same
     // provider who was sent its URL.
@@ -726,7 +843,12 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
         "{r:?}"
     );
     w.carol
-        .download_file(&theirs, &out_dir(&w, "still"), Route::ViaHub, Arc::new(NoProgress))
+        .download_file(
+            &theirs,
+            &out_dir(&w, "still"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
         .await?;
     w.fed.shutdown().await;
     Ok(())

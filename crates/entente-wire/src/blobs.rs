@@ -128,8 +128,7 @@ impl std::str::FromStr for BlobId {
     type Err = BlobUrlError;
     fn from_str(s: &str) -> Result<Self, BlobUrlError> {
         if s.len() == 32
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             Ok(Self(s.to_owned()))
@@ -244,7 +243,14 @@ mod tests {
         assert_eq!(byte_range(Some("bytes=10-"), 10), Err(()));
         assert_eq!(byte_range(Some("bytes=0-"), 0), Ok(Some((0, 0))));
         assert_eq!(byte_range(Some("bytes=1-"), 0), Err(()));
-        for ignored in ["bytes=1-2,4-5", "items=1-2", "bytes=5-2", "bytes=x-", "bytes=-0", "bytes"] {
+        for ignored in [
+            "bytes=1-2,4-5",
+            "items=1-2",
+            "bytes=5-2",
+            "bytes=x-",
+            "bytes=-0",
+            "bytes",
+        ] {
             assert_eq!(byte_range(Some(ignored), 10), Ok(None), "{ignored}");
         }
     }

@@ -200,7 +200,10 @@ pub async fn run(cmd: FileCommand, common: Common) -> Result<()> {
             client.sync().await?;
             let file = client.find_file(&id)?;
             if !file.outgoing {
-                bail!("only the sender can delete a file; this one is from {}", file.sender.handle());
+                bail!(
+                    "only the sender can delete a file; this one is from {}",
+                    file.sender.handle()
+                );
             }
             client.delete_sent_file(&file).await.map_err(explain)?;
             if !json {

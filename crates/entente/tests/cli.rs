@@ -607,8 +607,17 @@ fn file_commands_across_three_providers() {
         let peer = format!("b.example={}", addrs[1]);
         run(
             &[
-                "--home", home, "account", "create", user, "--address", addr, "--ca",
-                "ca/ca.crt", "--peer", &peer,
+                "--home",
+                home,
+                "account",
+                "create",
+                user,
+                "--address",
+                addr,
+                "--ca",
+                "ca/ca.crt",
+                "--peer",
+                &peer,
             ],
             d,
         );
@@ -620,9 +629,13 @@ fn file_commands_across_three_providers() {
     for user in ["bob@b.example", "carol@c.example"] {
         run(&["--home", "alice", "room", "invite", &room, user], d);
     }
-    poll_json("carol", &["room", "members", &room], d, "carol joins", |v| {
-        v.as_array().is_some_and(|a| a.len() == 3)
-    });
+    poll_json(
+        "carol",
+        &["room", "members", &room],
+        d,
+        "carol joins",
+        |v| v.as_array().is_some_and(|a| a.len() == 3),
+    );
     poll_json("bob", &["room", "members", &room], d, "bob joins", |v| {
         v.as_array().is_some_and(|a| a.len() == 3)
     });
@@ -632,7 +645,15 @@ fn file_commands_across_three_providers() {
     std::fs::write(d.join("report.bin"), &data).unwrap();
     let sent = run_json(
         "bob",
-        &["file", "send", &room, "report.bin", "--description", "Q3 numbers", "--aes256"],
+        &[
+            "file",
+            "send",
+            &room,
+            "report.bin",
+            "--description",
+            "Q3 numbers",
+            "--aes256",
+        ],
         d,
     );
     let id = sent["message_id"].as_str().unwrap().to_owned();
@@ -650,7 +671,16 @@ fn file_commands_across_three_providers() {
     assert_eq!(std::fs::read(d.join("dl/report.bin")).unwrap(), data);
     // Directly from b.example, to another name.
     run(
-        &["--home", "carol", "file", "get", &id, "--out", "dl/direct.bin", "--direct"],
+        &[
+            "--home",
+            "carol",
+            "file",
+            "get",
+            &id,
+            "--out",
+            "dl/direct.bin",
+            "--direct",
+        ],
         d,
     );
     assert_eq!(std::fs::read(d.join("dl/direct.bin")).unwrap(), data);
@@ -689,7 +719,10 @@ fn file_commands_across_three_providers() {
 
     // A 1:1 file: the chat is started on the way.
     std::fs::write(d.join("hi.txt"), b"hello alice").unwrap();
-    run(&["--home", "bob", "file", "send", "alice@a.example", "hi.txt"], d);
+    run(
+        &["--home", "bob", "file", "send", "alice@a.example", "hi.txt"],
+        d,
+    );
     let listed = poll_json("alice", &["file", "list"], d, "alice sees hi.txt", |v| {
         v.as_array()
             .is_some_and(|a| a.iter().any(|f| f["filename"] == "hi.txt"))
@@ -704,6 +737,20 @@ fn file_commands_across_three_providers() {
         .unwrap()
         .to_owned();
     let id = id.as_str();
-    run(&["--home", "alice", "file", "get", id, "--out", "from-bob.txt"], d);
-    assert_eq!(std::fs::read(d.join("from-bob.txt")).unwrap(), b"hello alice");
+    run(
+        &[
+            "--home",
+            "alice",
+            "file",
+            "get",
+            id,
+            "--out",
+            "from-bob.txt",
+        ],
+        d,
+    );
+    assert_eq!(
+        std::fs::read(d.join("from-bob.txt")).unwrap(),
+        b"hello alice"
+    );
 }

@@ -28,8 +28,8 @@ use axum::routing::{get, patch};
 use axum::{Json, Router};
 use entente_wire::api::path_segment;
 use entente_wire::blobs::{
-    BlobCreated, BlobId, BlobUrl, BlobUsage, CreateBlob, UPLOAD_OFFSET_HEADER, byte_range,
-    UPLOAD_TOKEN_HEADER, UploadStatus,
+    BlobCreated, BlobId, BlobUrl, BlobUsage, CreateBlob, UPLOAD_OFFSET_HEADER, UPLOAD_TOKEN_HEADER,
+    UploadStatus, byte_range,
 };
 use entente_wire::ids::Domain;
 use futures::{StreamExt, TryStreamExt};
@@ -146,7 +146,10 @@ async fn create(State(state): State<AppState>, a: Authed) -> Result<Response, Fa
         let _ = state.db(move |s| s.delete_blob(&key)).await;
         return Err(Failure::internal("starting an upload", e));
     }
-    state.metrics.blobs_created.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state
+        .metrics
+        .blobs_created
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let body = BlobCreated {
         url: BlobUrl::new(state.domain.clone(), id.clone()).to_string(),
         id,
@@ -158,9 +161,7 @@ async fn create(State(state): State<AppState>, a: Authed) -> Result<Response, Fa
 
 async fn usage(State(state): State<AppState>, a: Authed) -> Result<Json<BlobUsage>, Failure> {
     let owner = a.client.user.clone();
-    let used = state
-        .db(move |s| s.blob_usage(&owner, now_secs()))
-        .await?;
+    let used = state.db(move |s| s.blob_usage(&owner, now_secs())).await?;
     Ok(Json(BlobUsage {
         used,
         quota: state.config.blobs.quota_bytes_per_user,
@@ -175,10 +176,9 @@ async fn authorize_upload(
     headers: &HeaderMap,
 ) -> Result<BlobRecord, Failure> {
     let key = id.to_string();
-    let record = state
-        .db(move |s| s.blob(&key))
-        .await?
-        .ok_or_else(|| Failure::not_found("no such upload; it expired or was deleted: start again"))?;
+    let record = state.db(move |s| s.blob(&key)).await?.ok_or_else(|| {
+        Failure::not_found("no such upload; it expired or was deleted: start again")
+    })?;
     let token = headers
         .get(UPLOAD_TOKEN_HEADER)
         .map(|v| v.as_bytes())
@@ -418,10 +418,7 @@ async fn serve_local(
     range: Option<&HeaderValue>,
 ) -> Result<Response, Failure> {
     let key = id.to_string();
-    let record = state
-        .db(move |s| s.blob(&key))
-        .await?
-        .ok_or_else(missing)?;
+    let record = state.db(move |s| s.blob(&key)).await?.ok_or_else(missing)?;
     if record.expires_at <= now_secs() {
         return Err(expired());
     }

@@ -113,7 +113,9 @@ pub struct BlobRecord {
 pub enum BlobAdmission {
     Admitted,
     /// Not created: the owner already uses `used` bytes.
-    OverQuota { used: u64 },
+    OverQuota {
+        used: u64,
+    },
 }
 
 /// One inbox item.

@@ -106,10 +106,9 @@ pub(super) fn blobs_to_collect(
          LIMIT ?3",
     )
     .context("finding blobs to delete")?
-    .query_map(
-        params![ordered(now), ordered(stale_before), limit],
-        |row| row.get(0),
-    )
+    .query_map(params![ordered(now), ordered(stale_before), limit], |row| {
+        row.get(0)
+    })
     .and_then(Iterator::collect)
     .context("finding blobs to delete")
 }

@@ -42,8 +42,8 @@ pub use queues::KEY_PACKAGE_ROUTE_TTL_SECS;
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
-    Batch, BatchOutcome, BlobAdmission, BlobRecord, ClientRecord, GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord,
-    Result, RoomRecord, Store, StoreError, Uri,
+    Batch, BatchOutcome, BlobAdmission, BlobRecord, ClientRecord, GroupSnapshot, InboxRecord,
+    KeyPackageRoute, OutboundRecord, Result, RoomRecord, Store, StoreError, Uri,
 };
 
 /// Read connections kept open at most; more concurrent readers wait for one.
@@ -200,7 +200,8 @@ impl Store for SqliteStore {
     }
 
     fn has_room_hubbed_by(&self, hub: &str) -> Result<bool> {
-        self.readers.read(|conn| rooms::has_room_hubbed_by(conn, hub))
+        self.readers
+            .read(|conn| rooms::has_room_hubbed_by(conn, hub))
     }
 
     fn create_blob(&self, blob: &BlobRecord, quota: u64) -> Result<BlobAdmission> {
@@ -220,7 +221,8 @@ impl Store for SqliteStore {
     }
 
     fn blob_usage(&self, owner: &Uri, now: u64) -> Result<u64> {
-        self.readers.read(|conn| blobs::blob_usage(conn, owner, now))
+        self.readers
+            .read(|conn| blobs::blob_usage(conn, owner, now))
     }
 
     fn blobs_to_collect(&self, now: u64, stale_before: u64, limit: u32) -> Result<Vec<String>> {
