@@ -34,7 +34,7 @@ pub struct Transport {
     endpoint: Endpoint,
     base: String,
     http: reqwest::Client,
-    /// For blob transfers: no limit on the whole request, only on silence.
+    /// For blob transfers: no limit on the whole request.
     bulk: reqwest::Client,
 }
 
@@ -56,8 +56,11 @@ impl Transport {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        // No read timeout: while an upload's body is being sent nothing is read, and
+        // a large upload takes longer than any fixed limit. A dead peer is noticed by
+        // TCP keepalive instead.
         let bulk = builder()
-            .read_timeout(Duration::from_secs(60))
+            .tcp_keepalive(Duration::from_secs(15))
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {

@@ -134,6 +134,23 @@ async fn received(client: &mut Client, room: &RoomId, id: [u8; 32]) -> Result<Fi
     }
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 fn out_dir(w: &World, name: &str) -> PathBuf {
     let d = w.dir.path().join(name);
     std::fs::create_dir_all(&d).unwrap();
@@ -220,6 +237,44 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
             .download_file(&file, &dir, Route::Direct, Arc::new(NoProgress))
             .await?;
         assert_eq!(sha256_file(&got.path)?, digest, "{name} directly");
+    }
+    // The providers hold ciphertext only: a file of recognisable text is nowhere in
+    // the sender's blob store or database, nor at the hub or the recipient's provider.
+    let marker = b"ENTENTE-PLAINTEXT-MARKER ".repeat(4000);
+    let text = w.dir.path().join("marker.txt");
+    std::fs::write(&text, &marker)?;
+    let sent = w
+        .bob
+        .send_file(
+            &w.room,
+            &text,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await?;
+    let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+    let got = w
+        .carol
+        .download_file(
+            &file,
+            &out_dir(&w, "marker"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
+        .await?;
+    assert_eq!(std::fs::read(&got.path)?, marker);
+    for domain in ["a.example", "b.example", "c.example"] {
+        let data_dir = w.fed.members[domain].config.data_dir.clone();
+        for entry in walk(&data_dir) {
+            let bytes = std::fs::read(&entry)?;
+            assert!(
+                !bytes
+                    .windows(24)
+                    .any(|win| win == &b"ENTENTE-PLAINTEXT-MARKER"[..]),
+                "plaintext in {}",
+                entry.display()
+            );
+        }
     }
     // A second download to the same place does not overwrite the first.
     let file = w.carol.files(Some(&w.room))?.remove(0);

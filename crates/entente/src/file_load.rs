@@ -627,7 +627,7 @@ fn ring_seal(alg: Alg, buf: &mut [u8], run: u32) -> Result<()> {
     let tag = key
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), buf)
         .map_err(|_| anyhow!("ring could not seal {} bytes", buf.len()))?;
-    std::hint::black_box(tag);
+    std::hint::black_box(tag.as_ref());
     Ok(())
 }
 
@@ -651,11 +651,11 @@ impl Figures {
         let line = |what: &str, d: Duration, ratio: bool| {
             let s = speed(d);
             let vs = if ratio {
-                format!("   {:.2} x raw {}", s / ring, self.alg)
+                format!("{:>7.1} % of raw ring {}", 100.0 * s / ring, self.alg)
             } else {
                 String::new()
             };
-            println!("  {what:<40}{:>8.2} s{s:>10.1} MiB/s{vs}", d.as_secs_f64());
+            println!("  {what:<46}{:>8.2} s{s:>10.1} MiB/s{vs}", d.as_secs_f64());
         };
         println!(
             "\nload-files: {} ({size} bytes), {}; providers {HUB} (hub), {SENDER}, \
@@ -678,7 +678,7 @@ impl Figures {
             "raw in-process speed on this machine ({} MiB buffer, fastest of {RAW_RUNS})",
             RAW_BUFFER >> 20
         );
-        let raw = |what: &str, v: f64| println!("  {what:<40}{v:>20.1} MiB/s");
+        let raw = |what: &str, v: f64| println!("  {what:<46}{v:>20.1} MiB/s");
         raw("ring AES-128-GCM seal", self.raw.ring_aes128_gcm);
         if let Some(v) = self.raw.ring_aes256_gcm {
             raw("ring AES-256-GCM seal", v);
