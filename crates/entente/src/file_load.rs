@@ -12,11 +12,15 @@
 //!   input's SHA-256);
 //! - the peak resident memory (`VmHWM`) of every provider and of this process (the
 //!   clients) during each step, reset between steps, so memory that grows with the
-//!   file's size shows;
+//!   file's size shows; and the CPU time each used, and the rest of the machine
+//!   ([`usage`]);
 //! - for comparison, the raw in-process speed of AES-GCM (ring), of Entente's own
-//!   streaming sealer and of SHA-256 on this machine.
+//!   streaming sealer and of SHA-256 on this machine ([`raw`]).
 //!
 //! The report ends with one JSON line holding every figure.
+
+mod raw;
+mod usage;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -30,11 +34,14 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use clap::{Args, ValueEnum};
 use entente_client::files::{FileMessage, Phase, Progress, Route, SendFileOptions};
 use entente_client::{Client, Event};
-use entente_core::files::{BlobSealer, FileAead, FileSecret, commitment_aad};
+use entente_core::files::FileAead;
 use entente_testkit::Federation;
 use entente_wire::ids::RoomId;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
+
+use raw::RawSpeeds;
+use usage::{Party, Usage};
 
 #[derive(Args)]
 pub struct FileLoadArgs {
@@ -123,7 +130,7 @@ struct Figures {
     via_hub: Duration,
     direct: Duration,
     raw: RawSpeeds,
-    memory: Memory,
+    usage: Usage,
 }
 
 async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
@@ -143,14 +150,14 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
     eprintln!("starting {} as separate processes ...", DOMAINS.join(", "));
     let mut providers = Providers::spawn(&fed, root)?;
     providers.wait_ready(WAIT).await?;
-    let mut memory = Memory::new(&providers);
+    let mut usage = Usage::new(providers.parties());
 
-    memory.start_step();
+    usage.start_step();
     eprintln!("registering alice@{HUB}, bob@{SENDER} and carol@{RECEIVER}; making a room ...");
     let (_alice, mut bob, mut carol, room) = setup(&fed).await?;
-    memory.end_step("setup");
+    usage.end_step("setup");
 
-    memory.start_step();
+    usage.start_step();
     let meter = Meter::new();
     let opts = SendFileOptions {
         alg: a.alg.file_aead(),
@@ -164,7 +171,7 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
         .context("sending the file")?;
     let send_total = t0.elapsed();
     let end = Instant::now();
-    memory.end_step("upload");
+    usage.end_step("upload");
     meter.done();
     let hashing_at = meter.started(Phase::Hashing).unwrap_or(t0);
     let uploading_at = meter
@@ -174,13 +181,13 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
     let uploading = end.saturating_duration_since(uploading_at);
 
     let file = received(&mut carol, &room, sent.message_id).await?;
-    let via_hub = download(&carol, &file, root, Route::ViaHub, &digest, &mut memory).await?;
-    let direct = download(&carol, &file, root, Route::Direct, &digest, &mut memory).await?;
+    let via_hub = download(&carol, &file, root, Route::ViaHub, &digest, &mut usage).await?;
+    let direct = download(&carol, &file, root, Route::Direct, &digest, &mut usage).await?;
     providers.stop();
 
     eprintln!("measuring raw in-process crypto speed ...");
     let alg = a.alg;
-    let raw = blocking(move || raw_speeds(alg)).await?;
+    let raw = blocking(move || raw::measure(alg)).await?;
     Ok(Figures {
         size,
         alg: a.alg.file_aead(),
@@ -190,7 +197,7 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
         via_hub,
         direct,
         raw,
-        memory,
+        usage,
     })
 }
 
@@ -252,14 +259,14 @@ async fn download(
     root: &Path,
     route: Route,
     digest: &[u8; 32],
-    memory: &mut Memory,
+    usage: &mut Usage,
 ) -> Result<Duration> {
     let (name, dir) = match route {
         Route::ViaHub => ("via_hub", root.join("download-via-hub")),
         Route::Direct => ("direct", root.join("download-direct")),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    memory.start_step();
+    usage.start_step();
     let meter = Meter::new();
     let t0 = Instant::now();
     let got = c
@@ -267,7 +274,7 @@ async fn download(
         .await
         .with_context(|| format!("downloading the file ({name})"))?;
     let took = t0.elapsed();
-    memory.end_step(name);
+    usage.end_step(name);
     meter.done();
     eprintln!("  checking the SHA-256 of the download ...");
     let path = got.path.clone();
@@ -358,6 +365,29 @@ impl Providers {
         Ok(())
     }
 
+    /// The providers and this process (the clients), for measuring.
+    fn parties(&self) -> Vec<Party> {
+        let mut parties: Vec<Party> = self
+            .running
+            .iter()
+            .map(|p| Party {
+                name: p.domain.to_owned(),
+                role: match p.domain {
+                    HUB => "the room's hub",
+                    SENDER => "stores the file",
+                    _ => "the receiver's provider",
+                },
+                pid: p.child.id(),
+            })
+            .collect();
+        parties.push(Party {
+            name: "clients".to_owned(),
+            role: "this process: sender, then receiver",
+            pid: std::process::id(),
+        });
+        parties
+    }
+
     fn stop(&mut self) {
         for p in &mut self.running {
             let _ = p.child.kill();
@@ -371,138 +401,6 @@ impl Drop for Providers {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Peak resident memory of each party during each step.
-struct Memory {
-    /// Name and process ID of each party.
-    parties: Vec<(String, u32)>,
-    steps: Vec<&'static str>,
-    /// MiB, `[party][step]`; `None` if it could not be read.
-    peaks: Vec<Vec<Option<f64>>>,
-    /// Every reset worked: each figure is the peak of its step alone. Otherwise the
-    /// figures are peaks since the process started.
-    per_step: bool,
-}
-
-impl Memory {
-    fn new(providers: &Providers) -> Self {
-        let mut parties: Vec<(String, u32)> = providers
-            .running
-            .iter()
-            .map(|p| (p.domain.to_owned(), p.child.id()))
-            .collect();
-        parties.push(("clients".to_owned(), std::process::id()));
-        let peaks = vec![Vec::new(); parties.len()];
-        Self {
-            parties,
-            steps: Vec::new(),
-            peaks,
-            per_step: true,
-        }
-    }
-
-    /// Resets every party's peak to its current resident size.
-    fn start_step(&mut self) {
-        for (_, pid) in &self.parties {
-            self.per_step &= std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-        }
-    }
-
-    fn end_step(&mut self, step: &'static str) {
-        self.steps.push(step);
-        for ((_, pid), peaks) in self.parties.iter().zip(&mut self.peaks) {
-            peaks.push(peak_rss_mib(*pid));
-        }
-    }
-
-    /// The highest peak of `party` over all steps.
-    fn peak(&self, party: usize) -> Option<f64> {
-        self.peaks[party].iter().flatten().copied().reduce(f64::max)
-    }
-
-    fn all_under(&self, bound: f64) -> bool {
-        (0..self.parties.len()).all(|i| self.peak(i).is_some_and(|p| p < bound))
-    }
-
-    fn role(party: &str) -> &'static str {
-        match party {
-            HUB => "the room's hub",
-            SENDER => "stores the file",
-            RECEIVER => "receiver's provider",
-            _ => "this process: sender, then receiver",
-        }
-    }
-
-    fn print(&self) {
-        let note = if self.per_step {
-            "peak of each step alone"
-        } else {
-            "peaks since start: /proc/PID/clear_refs could not reset them"
-        };
-        println!("peak resident memory (VmHWM, MiB; {note})");
-        print!("  {:<44}", "party");
-        for s in &self.steps {
-            print!("{:>9}", s.replace('_', " "));
-        }
-        println!("{:>9}", "peak");
-        for (i, (name, _)) in self.parties.iter().enumerate() {
-            print!("  {:<44}", format!("{name} ({})", Self::role(name)));
-            let row: Vec<Option<f64>> = self.peaks[i]
-                .iter()
-                .copied()
-                .chain([self.peak(i)])
-                .collect();
-            for v in row {
-                match v {
-                    Some(v) => print!("{v:>9.1}"),
-                    None => print!("{:>9}", "-"),
-                }
-            }
-            println!();
-        }
-        println!(
-            "  every party under {MEMORY_BOUND_MIB:.0} MiB: {}",
-            if self.all_under(MEMORY_BOUND_MIB) {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let mut parties = serde_json::Map::new();
-        for (i, (name, _)) in self.parties.iter().enumerate() {
-            let mut m = serde_json::Map::new();
-            for (step, v) in self.steps.iter().zip(&self.peaks[i]) {
-                m.insert((*step).to_owned(), serde_json::json!(v.map(round1)));
-            }
-            m.insert(
-                "peak".to_owned(),
-                serde_json::json!(self.peak(i).map(round1)),
-            );
-            parties.insert(name.clone(), serde_json::Value::Object(m));
-        }
-        serde_json::json!({
-            "per_step": self.per_step,
-            "parties": parties,
-            "all_under_100_mib": self.all_under(MEMORY_BOUND_MIB),
-        })
-    }
-}
-
-/// `VmHWM` of process `pid`, in MiB.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Shows a transfer's progress and notes when each phase started.
@@ -559,90 +457,6 @@ impl Progress for Meter {
     }
 }
 
-/// The raw in-process speed of this machine, in MiB/s.
-struct RawSpeeds {
-    /// ring's AES-128-GCM.
-    ring_aes128_gcm: f64,
-    /// ring's AES-256-GCM, when the file used it.
-    ring_aes256_gcm: Option<f64>,
-    /// Entente's streaming sealer with the file's algorithm (AES-GCM and SHA-256 of
-    /// the ciphertext), as the sender runs it.
-    sealer: f64,
-    sha256: f64,
-}
-
-/// Buffer the raw speeds are measured on.
-const RAW_BUFFER: usize = 64 << 20;
-/// Runs over it; the fastest counts.
-const RAW_RUNS: u32 = 5;
-
-impl RawSpeeds {
-    /// ring's speed for the file's algorithm.
-    fn ring(&self, alg: FileAead) -> f64 {
-        match alg {
-            FileAead::Aes256Gcm => self.ring_aes256_gcm.unwrap_or(self.ring_aes128_gcm),
-            FileAead::Aes128Gcm => self.ring_aes128_gcm,
-        }
-    }
-}
-
-fn raw_speeds(alg: Alg) -> Result<RawSpeeds> {
-    let mut buf = vec![0u8; RAW_BUFFER];
-    Prng::new(1).fill(&mut buf);
-    let ring_aes128_gcm = fastest(&mut buf, |b, run| ring_seal(Alg::Aes128, b, run))?;
-    let ring_aes256_gcm = match alg {
-        Alg::Aes256 => Some(fastest(&mut buf, |b, run| ring_seal(Alg::Aes256, b, run))?),
-        Alg::Aes128 => None,
-    };
-    let secret = FileSecret::generate(alg.file_aead());
-    let aad = commitment_aad(&[0; 32]);
-    let sealer = fastest(&mut buf, |b, _| {
-        let mut s = BlobSealer::new(&secret, &aad);
-        s.update(b)?;
-        std::hint::black_box(s.finish());
-        Ok(())
-    })?;
-    let sha256 = fastest(&mut buf, |b, _| {
-        std::hint::black_box(Sha256::digest(&*b));
-        Ok(())
-    })?;
-    Ok(RawSpeeds {
-        ring_aes128_gcm,
-        ring_aes256_gcm,
-        sealer,
-        sha256,
-    })
-}
-
-/// Seals `buf` in place; a fresh nonce for each `run`.
-fn ring_seal(alg: Alg, buf: &mut [u8], run: u32) -> Result<()> {
-    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-    let alg = alg.ring();
-    let key = [0x5a; 32];
-    let key = UnboundKey::new(alg, &key[..alg.key_len()])
-        .map_err(|_| anyhow!("ring refused a {}-byte key", alg.key_len()))?;
-    let key = LessSafeKey::new(key);
-    let mut nonce = [0u8; 12];
-    nonce[..4].copy_from_slice(&run.to_be_bytes());
-    let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), buf)
-        .map_err(|_| anyhow!("ring could not seal {} bytes", buf.len()))?;
-    std::hint::black_box(tag.as_ref());
-    Ok(())
-}
-
-/// Runs `f` over `buf` [`RAW_RUNS`] times; the fastest run's speed in MiB/s.
-fn fastest(buf: &mut [u8], mut f: impl FnMut(&mut [u8], u32) -> Result<()>) -> Result<f64> {
-    let mut best = Duration::MAX;
-    for run in 0..RAW_RUNS {
-        let t = Instant::now();
-        f(buf, run)?;
-        best = best.min(t.elapsed());
-        std::hint::black_box(&buf);
-    }
-    Ok(mib_per_s(buf.len() as u64, best))
-}
-
 impl Figures {
     fn print(&self) {
         let size = self.size;
@@ -675,20 +489,21 @@ impl Figures {
         );
         line(&format!("direct from {SENDER}"), self.direct, true);
         println!(
-            "raw in-process speed on this machine ({} MiB buffer, fastest of {RAW_RUNS})",
-            RAW_BUFFER >> 20
+            "raw in-process speed on this machine ({} MiB buffer, fastest of {})",
+            raw::RAW_BUFFER >> 20,
+            raw::RAW_RUNS
         );
-        let raw = |what: &str, v: f64| println!("  {what:<46}{v:>20.1} MiB/s");
-        raw("ring AES-128-GCM seal", self.raw.ring_aes128_gcm);
+        let reference = |what: &str, v: f64| println!("  {what:<46}{v:>20.1} MiB/s");
+        reference("ring AES-128-GCM seal", self.raw.ring_aes128_gcm);
         if let Some(v) = self.raw.ring_aes256_gcm {
-            raw("ring AES-256-GCM seal", v);
+            reference("ring AES-256-GCM seal", v);
         }
-        raw(
+        reference(
             &format!("entente BlobSealer {} (+ SHA-256)", self.alg),
             self.raw.sealer,
         );
-        raw("SHA-256 (sha2)", self.raw.sha256);
-        self.memory.print();
+        reference("SHA-256 (sha2)", self.raw.sha256);
+        self.usage.print(MEMORY_BOUND_MIB);
         println!("{}", self.json());
     }
 
@@ -721,7 +536,7 @@ impl Figures {
             "ratio_via_hub_to_raw": ratio(self.via_hub),
             "ratio_direct_to_raw": ratio(self.direct),
             "sha256_verified": true,
-            "peak_rss_mib": self.memory.json(),
+            "usage": self.usage.json(MEMORY_BOUND_MIB),
         })
     }
 }

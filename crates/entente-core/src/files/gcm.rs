@@ -78,7 +78,7 @@ impl StreamingGcm {
         first_counter[BLOCK - 1] = 2;
         let first_counter = GenericArray::from(first_counter);
 
-        let mut h = ghash::Key::default();
+        let mut h = GenericArray::from([0u8; BLOCK]);
         let mut mask = GenericArray::from(j0);
         let keystream = match key {
             FileKey::Aes128(k) => {
@@ -100,7 +100,10 @@ impl StreamingGcm {
                 )))
             }
         };
-        let mut ghash = GHash::new(&h);
+        let mut h_key = ghash::Key::default();
+        h_key.copy_from_slice(&h);
+        let mut ghash = GHash::new(&h_key);
+        h_key.as_mut_slice().zeroize();
         h.as_mut_slice().zeroize();
         let mut tag_mask = Zeroizing::new([0u8; TAG_LEN]);
         tag_mask.copy_from_slice(&mask);
