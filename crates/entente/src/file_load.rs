@@ -17,6 +17,12 @@
 //! - for comparison, the raw in-process speed of AES-GCM (ring), of Entente's own
 //!   streaming sealer and of SHA-256 on this machine ([`raw`]).
 //!
+//! Before each transfer a scratch file of `--size` is written and deleted, so that
+//! the transfer's own file writes (the provider's copy, the download) land in
+//! page-cache memory the kernel has used before, as on a long-running host. In a
+//! fresh virtual machine the first touch of memory is several times slower than
+//! later ones and would otherwise weigh on whichever transfer came first.
+//!
 //! The report ends with one JSON line holding every figure.
 
 mod raw;
@@ -108,7 +114,11 @@ pub async fn run(a: FileLoadArgs) -> Result<()> {
     .context("creating the working directory")?;
     // The providers' configs hold absolute paths.
     let root = std::fs::canonicalize(work.path()).context("locating the working directory")?;
-    let result = drive(&a, &root).await;
+    // Stopping early drops `drive`, and with it the guard that kills the providers.
+    let result = tokio::select! {
+        r = drive(&a, &root) => r,
+        signal = stop_signal() => Err(anyhow!("stopped by {signal}")),
+    };
     if result.is_err() {
         print_log_tails(&root);
     }
@@ -157,6 +167,7 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
     let (_alice, mut bob, mut carol, room) = setup(&fed).await?;
     usage.end_step("setup");
 
+    warm_page_cache(root, size).await?;
     usage.start_step();
     let meter = Meter::new();
     let opts = SendFileOptions {
@@ -171,7 +182,7 @@ async fn drive(a: &FileLoadArgs, root: &Path) -> Result<Figures> {
         .context("sending the file")?;
     let send_total = t0.elapsed();
     let end = Instant::now();
-    usage.end_step("upload");
+    usage.end_step("send");
     meter.done();
     let hashing_at = meter.started(Phase::Hashing).unwrap_or(t0);
     let uploading_at = meter
@@ -266,6 +277,7 @@ async fn download(
         Route::Direct => ("direct", root.join("download-direct")),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    warm_page_cache(root, file.file_size()).await?;
     usage.start_step();
     let meter = Meter::new();
     let t0 = Instant::now();
@@ -601,7 +613,7 @@ impl Prng {
 /// Writes `size` pseudo-random bytes to `path` in 1 MiB pieces; returns their SHA-256.
 fn write_random_file(path: &Path, size: u64) -> Result<[u8; 32]> {
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut prng = Prng::new(size ^ 0x656e_7465_6e74_65);
+    let mut prng = Prng::new(size ^ 0x0065_6e74_656e_7465);
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
@@ -616,6 +628,26 @@ fn write_random_file(path: &Path, size: u64) -> Result<[u8; 32]> {
     f.sync_all()
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(h.finalize().into())
+}
+
+/// Writes `size` bytes to a scratch file under `dir` and deletes it, leaving that
+/// much page-cache memory freed and ready for the next writes.
+async fn warm_page_cache(dir: &Path, size: u64) -> Result<()> {
+    let path = dir.join("scratch.bin");
+    blocking(move || {
+        let mut f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let buf = vec![0x5a; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+            f.write_all(&buf[..n])
+                .with_context(|| format!("writing {}", path.display()))?;
+            left -= n as u64;
+        }
+        drop(f);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
+    })
+    .await
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32]> {
@@ -638,6 +670,32 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| anyhow!("a worker thread failed: {e}"))?
+}
+
+/// Waits for Ctrl-C or SIGTERM; names it. A signal that cannot be watched is
+/// never reported.
+async fn stop_signal() -> &'static str {
+    use std::future::pending;
+    use tokio::signal::unix::{SignalKind, signal};
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            pending::<()>().await;
+        }
+    };
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                if s.recv().await.is_none() {
+                    pending::<()>().await;
+                }
+            }
+            Err(_) => pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => "Ctrl-C",
+        () = term => "SIGTERM",
+    }
 }
 
 /// After a failure: the end of each provider's log, which often says why.
