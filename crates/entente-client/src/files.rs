@@ -147,7 +147,6 @@ pub struct ReceivedFile {
 struct PendingUpload {
     secret: FileSecret,
     aad: Vec<u8>,
-    committed: [u8; 32],
     blob: BlobCreated,
     size: u64,
 }
@@ -182,7 +181,6 @@ impl Client {
                 let p = PendingUpload {
                     secret: FileSecret::generate(opts.alg),
                     aad: entente_core::files::commitment_aad(&committed),
-                    committed,
                     blob,
                     size,
                 };
@@ -190,7 +188,26 @@ impl Client {
                 p
             }
         };
-        let tail = self.upload(path, &pending, progress).await?;
+        let tail = match self
+            .upload(path, (key.len, key.mtime), &pending, progress)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) if is_transient(&e) => return Err(e),
+            Err(e) => {
+                // This upload cannot be completed (the file changed, the provider
+                // lost it, or its copy is damaged): forget it and free its quota.
+                self.forget_pending_upload(&key)?;
+                let _ = self
+                    .signed::<(), serde_json::Value>(
+                        reqwest::Method::DELETE,
+                        &format!("/v1/blobs/{}", pending.blob.id),
+                        None,
+                    )
+                    .await;
+                return Err(e);
+            }
+        };
         let filename = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -232,6 +249,7 @@ impl Client {
     async fn upload(
         &self,
         path: &Path,
+        unchanged: (i64, i64),
         p: &PendingUpload,
         progress: Arc<dyn Progress>,
     ) -> Result<SealedTail, ClientError> {
@@ -250,9 +268,9 @@ impl Client {
                         p.secret.key(),
                         p.secret.nonce(),
                     )?;
-                    let (aad, committed) = (p.aad.clone(), p.committed);
+                    let aad = p.aad.clone();
                     tokio::task::spawn_blocking(move || {
-                        seal_file(&path, &secret, &aad, &committed, start, &tx, &*progress)
+                        seal_file(&path, &secret, &aad, unchanged, start, &tx, &*progress)
                     })
                 };
                 let sent = if status.complete {
@@ -644,14 +662,14 @@ impl Client {
             return Ok(None);
         }
         let secret = FileSecret::from_parts(alg, &k, &nonce).map_err(ClientError::File)?;
-        let committed = aad
-            .get(entente_core::files::COMMITMENT_LABEL.len()..)
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or_else(|| ClientError::Storage("a kept upload has no commitment".into()))?;
+        if !aad.starts_with(entente_core::files::COMMITMENT_LABEL) {
+            return Err(ClientError::Storage(
+                "a kept upload has no commitment".into(),
+            ));
+        }
         Ok(Some(PendingUpload {
             secret,
             aad,
-            committed,
             blob: BlobCreated {
                 id: id
                     .parse()
@@ -722,12 +740,7 @@ impl UploadKey {
     ) -> Result<Self, ClientError> {
         let abs = std::fs::canonicalize(path)
             .map_err(|e| ClientError::Usage(format!("cannot read {}: {e}", path.display())))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let mtime = mtime_ns(meta);
         Ok(Self {
             path: abs.to_string_lossy().into_owned(),
             len: meta.len() as i64,
@@ -736,6 +749,14 @@ impl UploadKey {
             room: room.to_string(),
         })
     }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// The ExternalParts of a message, in order.
@@ -780,20 +801,38 @@ enum SealError {
 }
 
 /// Second pass: encrypts the file and sends the blob's bytes from `skip` on.
-/// Checks that the file still has the plaintext hash committed to.
+///
+/// The file must not change between the passes, or recipients would refuse it
+/// (its plaintext would not match the hash committed to in the `aad`). Hashing it
+/// again here would catch that but costs a third of the sender's time, so its
+/// length and modification time (to the nanosecond) are compared instead, before
+/// and after, as rsync and make do.
 fn seal_file(
     path: &Path,
     secret: &FileSecret,
     aad: &[u8],
-    committed: &[u8; 32],
+    unchanged: (i64, i64),
     skip: u64,
     tx: &tokio::sync::mpsc::Sender<Bytes>,
     progress: &dyn Progress,
 ) -> Result<SealedTail, SealError> {
     let fatal = SealError::Fatal;
+    let changed = || {
+        ClientError::Usage(format!(
+            "{} changed while it was being sent; send it again",
+            path.display()
+        ))
+    };
     let mut f = std::fs::File::open(path).map_err(|e| fatal(read_error(path, e)))?;
+    let same = |f: &std::fs::File| {
+        f.metadata()
+            .map(|m| (m.len() as i64, mtime_ns(&m)) == unchanged)
+            .unwrap_or(false)
+    };
+    if !same(&f) {
+        return Err(fatal(changed()));
+    }
     let mut sealer = BlobSealer::new(secret, aad);
-    let mut plain = Sha256::new();
     let mut pos = 0u64;
     let send = |mut bytes: Vec<u8>, pos: u64| -> Result<(), SealError> {
         let len = bytes.len() as u64;
@@ -816,18 +855,14 @@ fn seal_file(
             break;
         }
         buf.truncate(n);
-        plain.update(&buf);
         sealer
             .update(&mut buf)
             .map_err(|e| fatal(ClientError::File(e)))?;
         send(buf, pos)?;
         pos += n as u64;
     }
-    if <[u8; 32]>::from(plain.finalize()) != *committed {
-        return Err(fatal(ClientError::Usage(format!(
-            "{} changed while it was being sent; send it again",
-            path.display()
-        ))));
+    if pos as i64 != unchanged.0 || !same(&f) {
+        return Err(fatal(changed()));
     }
     let tail = sealer.finish();
     send(tail.tag.to_vec(), pos)?;

@@ -646,6 +646,67 @@ async fn interrupted_uploads_and_downloads_resume() -> Result<()> {
     Ok(())
 }
 
+/// Changes the file being sent once its upload starts.
+struct Meddler(PathBuf);
+
+impl Progress for Meddler {
+    fn phase(&self, phase: Phase, _done: u64, _total: u64) {
+        if phase == Phase::Uploading {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.0)
+                .unwrap();
+            f.write_all(b"!").unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_changes_while_sent_is_not_sent() -> Result<()> {
+    let mut w = world().await?;
+    let (path, _) = random_file(w.dir.path(), "moving.bin", 3 << 20, 4)?;
+    let r = w
+        .bob
+        .send_file(
+            &w.room,
+            &path,
+            &SendFileOptions::default(),
+            Arc::new(Meddler(path.clone())),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Usage(m)) if m.contains("changed while it was being sent")),
+        "{r:?}"
+    );
+    // Nothing was sent and the reserved space is free again.
+    assert!(w.bob.files(Some(&w.room))?.is_empty());
+    assert_eq!(w.bob.blob_usage().await?.used, 0);
+    // Sent again as it is now, it goes through.
+    let (_, digest) = (path.clone(), sha256_file(&path)?);
+    let sent = w
+        .bob
+        .send_file(
+            &w.room,
+            &path,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await?;
+    let file = received(&mut w.carol, &w.room, sent.message_id).await?;
+    let got = w
+        .carol
+        .download_file(
+            &file,
+            &out_dir(&w, "moved"),
+            Route::ViaHub,
+            Arc::new(NoProgress),
+        )
+        .await?;
+    assert_eq!(sha256_file(&got.path)?, digest);
+    w.fed.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     let mut w = world().await?;
