@@ -6,6 +6,8 @@
 //!   numbers.
 //! - [`mls`]: how MIMI rooms use MLS: ciphersuite, credentials, KeyPackage checks,
 //!   labelled signatures.
+//! - [`signal`]: building blocks of a Signal-compatible two-party channel: XEdDSA
+//!   signatures and X3DH key agreement with libsignal's parameters.
 //! - [`room`]: the room state in the group context (participants, roles, metadata) and
 //!   the room policy (draft-ietf-mimi-room-policy-03) that authorizes changes to it.
 //!
@@ -16,3 +18,4 @@ pub mod files;
 pub mod identity;
 pub mod mls;
 pub mod room;
+pub mod signal;
