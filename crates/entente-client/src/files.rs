@@ -198,13 +198,7 @@ impl Client {
                 // This upload cannot be completed (the file changed, the provider
                 // lost it, or its copy is damaged): forget it and free its quota.
                 self.forget_pending_upload(&key)?;
-                let _ = self
-                    .signed::<(), serde_json::Value>(
-                        reqwest::Method::DELETE,
-                        &format!("/v1/blobs/{}", pending.blob.id),
-                        None,
-                    )
-                    .await;
+                let _ = self.delete_blob(pending.blob.id.as_str()).await;
                 return Err(e);
             }
         };
@@ -602,21 +596,14 @@ impl Client {
                 "that file is stored by another provider; only its sender can delete it".into(),
             ));
         }
-        self.transport
-            .signed::<(), serde_json::Value>(
-                &self.id.to_string(),
-                &self.signer,
-                reqwest::Method::DELETE,
-                &format!("/v1/blobs/{}", url.id),
-                None,
-            )
-            .await
-            .or_else(|e| match e {
-                // 204 has no JSON body.
-                ClientError::Protocol(_) => Ok(serde_json::Value::Null),
-                e => Err(e),
-            })?;
+        self.delete_blob(url.id.as_str()).await?;
         Ok(())
+    }
+
+    /// Deletes one of our blobs at our provider; returns our usage afterwards.
+    async fn delete_blob(&self, id: &str) -> Result<BlobUsage, ClientError> {
+        self.signed::<(), _>(reqwest::Method::DELETE, &format!("/v1/blobs/{id}"), None)
+            .await
     }
 
     fn pending_upload(&self, key: &UploadKey) -> Result<Option<PendingUpload>, ClientError> {

@@ -90,10 +90,10 @@ pub fn spec() -> Value {
                     "responses": op("", false, None, "UploadStatus")["responses"].clone()
                 },
                 "delete": {
-                    "summary": "Delete a blob you uploaded, freeing its quota",
+                    "summary": "Delete a blob you uploaded, freeing its quota; answers with your usage afterwards",
                     "security": [{ "clientSignature": [] }],
                     "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
-                    "responses": { "204": { "description": "deleted" }, "default": op("", true, None, "ApiError")["responses"]["default"].clone() }
+                    "responses": op("", true, None, "BlobUsage")["responses"].clone()
                 }
             },
             "/v1/blobs/{id}/upload": { "get": {

@@ -228,13 +228,17 @@ async fn upload_status(
     }
     let slot = state.uploads.slot(&id);
     let _guard = slot.lock().await;
-    let offset = state
+    Ok(Json(status_of(&record, stored_bytes(&state, &id).await?)))
+}
+
+/// How many bytes of an unfinished upload the blob store holds.
+async fn stored_bytes(state: &AppState, id: &BlobId) -> Result<u64, Failure> {
+    state
         .blobs
-        .received(&id)
+        .received(id)
         .await
         .map_err(|e| Failure::internal("reading an upload", e))?
-        .ok_or_else(|| Failure::not_found("the upload was lost; start again"))?;
-    Ok(Json(status_of(&record, offset)))
+        .ok_or_else(|| Failure::not_found("the upload was lost; start again"))
 }
 
 async fn append(
@@ -264,12 +268,7 @@ async fn append(
             "another upload of this file is still running; wait for it or try again shortly",
         ));
     };
-    let received = state
-        .blobs
-        .received(&id)
-        .await
-        .map_err(|e| Failure::internal("reading an upload", e))?
-        .ok_or_else(|| Failure::not_found("the upload was lost; start again"))?;
+    let received = stored_bytes(&state, &id).await?;
     if offset != received {
         return Err(Failure::new(
             StatusCode::CONFLICT,
@@ -354,21 +353,22 @@ async fn rehash(state: &AppState, id: &BlobId, len: u64) -> Result<Running, Fail
     Ok(Running { offset: len, hash })
 }
 
+/// Deletes one of the caller's blobs; answers with the user's usage afterwards.
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     a: Authed,
-) -> Result<StatusCode, Failure> {
+) -> Result<Json<BlobUsage>, Failure> {
     let id = id_param(&id)?;
     let key = id.to_string();
-    let record = state
+    let owner = a.client.user.clone();
+    state
         .db(move |s| s.blob(&key))
         .await?
-        .filter(|r| r.owner == a.client.user)
+        .filter(|r| r.owner == owner)
         .ok_or_else(|| Failure::not_found("you have no such file"))?;
     remove_blob(&state, &id).await?;
-    tracing::debug!(size = record.size, "blob deleted by its owner");
-    Ok(StatusCode::NO_CONTENT)
+    usage(State(state), a).await
 }
 
 /// Deletes a blob's bytes, then its record.
