@@ -13,23 +13,25 @@
     reason = "integration tests"
 )]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use entente_client::files::{FileMessage, NoProgress, Phase, Progress, Route, SendFileOptions};
-use entente_client::{Client, ClientError, Event};
+use anyhow::{Result, bail, ensure};
+use entente_client::files::{
+    FileMessage, NoProgress, Phase, Progress, ReceivedFile, Route, SendFileOptions, SentFile,
+};
+use entente_client::{Client, ClientError};
 use entente_core::files::{FileAead, FileCryptoError};
 use entente_testkit::Federation;
 use entente_wire::blobs::BlobUrl;
 use entente_wire::ids::RoomId;
-use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+mod support;
+
+use support::{random_file, received, sha256_file};
 
 struct World {
     fed: Federation,
@@ -40,98 +42,40 @@ struct World {
     dir: tempfile::TempDir,
 }
 
-async fn sync_until(
-    client: &mut Client,
-    what: &str,
-    done: impl Fn(&[Event]) -> bool,
-) -> Result<()> {
-    let deadline = Instant::now() + DEADLINE;
-    let mut events = Vec::new();
-    loop {
-        events.extend(client.sync().await?);
-        if done(&events) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{} timed out waiting for {what}: {events:?}", client.id());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 async fn world() -> Result<World> {
-    let fed = Federation::start(&["a.example", "b.example", "c.example"]).await?;
-    let mut alice = fed.register("alice@a.example", "laptop").await?;
-    let mut bob = fed.register("bob@b.example", "laptop").await?;
-    let mut carol = fed.register("carol@c.example", "laptop").await?;
-    let room = alice.create_room_named("Files").await?;
-    alice.invite(&room, bob.user()).await?;
-    alice.invite(&room, carol.user()).await?;
-    for c in [&mut bob, &mut carol] {
-        sync_until(c, "joining", |ev| {
-            ev.iter().any(|e| matches!(e, Event::Joined { .. }))
-        })
-        .await?;
-    }
+    let r = support::Room::start("Files").await?;
     Ok(World {
-        fed,
-        alice,
-        bob,
-        carol,
-        room,
+        fed: r.fed,
+        alice: r.alice,
+        bob: r.bob,
+        carol: r.carol,
+        room: r.room,
         dir: tempfile::tempdir()?,
     })
 }
 
-/// A file of `size` pseudo-random bytes; returns its path and SHA-256.
-fn random_file(dir: &Path, name: &str, size: u64, seed: u64) -> Result<(PathBuf, [u8; 32])> {
-    let path = dir.join(name);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill_bytes(&mut buf[..n]);
-        f.write_all(&buf[..n])?;
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok((path, h.finalize().into()))
+/// Sends the file at `path` to `room` with the default options.
+async fn send(client: &mut Client, room: &RoomId, path: &Path) -> Result<SentFile, ClientError> {
+    client
+        .send_file(
+            room,
+            path,
+            &SendFileOptions::default(),
+            Arc::new(NoProgress),
+        )
+        .await
 }
 
-fn sha256_file(path: &Path) -> Result<[u8; 32]> {
-    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finalize().into());
-        }
-        h.update(&buf[..n]);
-    }
-}
-
-/// Syncs until `client` has the file message `id`.
-async fn received(client: &mut Client, room: &RoomId, id: [u8; 32]) -> Result<FileMessage> {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        client.sync().await?;
-        if let Some(f) = client
-            .files(Some(room))?
-            .into_iter()
-            .find(|f| f.message_id == id)
-        {
-            return Ok(f);
-        }
-        if Instant::now() > deadline {
-            bail!("{} never received the file", client.id());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+/// Downloads `file` into `dest` by `route`.
+async fn download(
+    client: &Client,
+    file: &FileMessage,
+    dest: &Path,
+    route: Route,
+) -> Result<ReceivedFile, ClientError> {
+    client
+        .download_file(file, dest, route, Arc::new(NoProgress))
+        .await
 }
 
 /// Every file under `dir`.
@@ -214,10 +158,7 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
         let file = received(&mut w.carol, &w.room, sent.message_id).await?;
         assert_eq!(file.part, sent.part);
         let dir = out_dir(&w, &format!("carol-{i}"));
-        let got = w
-            .carol
-            .download_file(&file, &dir, Route::ViaHub, Arc::new(NoProgress))
-            .await?;
+        let got = download(&w.carol, &file, &dir, Route::ViaHub).await?;
         assert_eq!(got.path, dir.join(name));
         assert!(got.committed);
         assert_eq!(sha256_file(&got.path)?, digest, "{name} via the hub");
@@ -225,17 +166,11 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
         // Alice: her provider is the hub and fetches from b.example itself.
         let file = received(&mut w.alice, &w.room, sent.message_id).await?;
         let dir = out_dir(&w, &format!("alice-{i}"));
-        let got = w
-            .alice
-            .download_file(&file, &dir, Route::ViaHub, Arc::new(NoProgress))
-            .await?;
+        let got = download(&w.alice, &file, &dir, Route::ViaHub).await?;
         assert_eq!(sha256_file(&got.path)?, digest, "{name} at the hub");
         // Carol again, directly from b.example.
         let dir = out_dir(&w, &format!("carol-direct-{i}"));
-        let got = w
-            .carol
-            .download_file(&file, &dir, Route::Direct, Arc::new(NoProgress))
-            .await?;
+        let got = download(&w.carol, &file, &dir, Route::Direct).await?;
         assert_eq!(sha256_file(&got.path)?, digest, "{name} directly");
     }
     // The providers hold ciphertext only: a file of recognisable text is nowhere in
@@ -243,25 +178,9 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
     let marker = b"ENTENTE-PLAINTEXT-MARKER ".repeat(4000);
     let text = w.dir.path().join("marker.txt");
     std::fs::write(&text, &marker)?;
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &text,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent = send(&mut w.bob, &w.room, &text).await?;
     let file = received(&mut w.carol, &w.room, sent.message_id).await?;
-    let got = w
-        .carol
-        .download_file(
-            &file,
-            &out_dir(&w, "marker"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let got = download(&w.carol, &file, &out_dir(&w, "marker"), Route::ViaHub).await?;
     assert_eq!(std::fs::read(&got.path)?, marker);
     for domain in ["a.example", "b.example", "c.example"] {
         let data_dir = w.fed.members[domain].config.data_dir.clone();
@@ -278,15 +197,7 @@ async fn files_of_every_size_round_trip_across_providers() -> Result<()> {
     }
     // A second download to the same place does not overwrite the first.
     let file = w.carol.files(Some(&w.room))?.remove(0);
-    let again = w
-        .carol
-        .download_file(
-            &file,
-            &out_dir(&w, "carol-0"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let again = download(&w.carol, &file, &out_dir(&w, "carol-0"), Route::ViaHub).await;
     assert!(matches!(again, Err(ClientError::Usage(m)) if m.contains("exists already")));
     w.fed.shutdown().await;
     Ok(())
@@ -297,24 +208,8 @@ async fn damaged_swapped_and_misused_blobs_are_refused() -> Result<()> {
     let mut w = world().await?;
     let (one, _) = random_file(w.dir.path(), "one.bin", 300_000, 1)?;
     let (two, _) = random_file(w.dir.path(), "two.bin", 300_000, 2)?;
-    let sent1 = w
-        .bob
-        .send_file(
-            &w.room,
-            &one,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
-    let sent2 = w
-        .bob
-        .send_file(
-            &w.room,
-            &two,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent1 = send(&mut w.bob, &w.room, &one).await?;
+    let sent2 = send(&mut w.bob, &w.room, &two).await?;
     let f1 = received(&mut w.carol, &w.room, sent1.message_id).await?;
     let f2 = received(&mut w.carol, &w.room, sent2.message_id).await?;
     let (blob1, blob2) = (stored_blob(&w, &f1), stored_blob(&w, &f2));
@@ -369,7 +264,10 @@ async fn damaged_swapped_and_misused_blobs_are_refused() -> Result<()> {
     let mut wrong_commit = f2.clone();
     let last = wrong_commit.part.aad.len() - 1;
     wrong_commit.part.aad[last] ^= 1;
-    assert!(get(&wrong_commit).await.is_err());
+    assert_eq!(
+        file_error(get(&wrong_commit).await),
+        FileCryptoError::WrongKeyOrTampered
+    );
     // Nonsense in the message: refused before anything is fetched.
     let mut bad = f2.clone();
     bad.part.enc_alg = 99;
@@ -415,15 +313,7 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     w.fed.stop("b.example").await?;
     w.fed.restart("b.example").await?;
     let (big, _) = random_file(w.dir.path(), "big.bin", 2 << 20, 1)?;
-    let r = w
-        .bob
-        .send_file(
-            &w.room,
-            &big,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = send(&mut w.bob, &w.room, &big).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 413, code, message, .. })
             if code == "too_large" && message.contains("1572864")),
@@ -431,24 +321,8 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     );
     let (one, _) = random_file(w.dir.path(), "one.bin", 1 << 20, 2)?;
     let (two, _) = random_file(w.dir.path(), "two.bin", 1 << 20, 3)?;
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &one,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
-    let r = w
-        .bob
-        .send_file(
-            &w.room,
-            &two,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await;
+    let sent = send(&mut w.bob, &w.room, &one).await?;
+    let r = send(&mut w.bob, &w.room, &two).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { code, message, .. })
             if code == "quota_exceeded" && message.contains("entente file rm")),
@@ -469,15 +343,7 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
             [url.id.as_str()],
         )?;
     }
-    let r = w
-        .carol
-        .download_file(
-            &file,
-            &out_dir(&w, "exp"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = download(&w.carol, &file, &out_dir(&w, "exp"), Route::ViaHub).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 410, code, .. }) if code == "expired"),
         "{r:?}"
@@ -492,15 +358,7 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     ensure!(n >= 1, "collected {n}");
     assert!(!blob.exists(), "the expired blob's bytes are gone");
-    let r = w
-        .carol
-        .download_file(
-            &file,
-            &out_dir(&w, "gone"),
-            Route::Direct,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = download(&w.carol, &file, &out_dir(&w, "gone"), Route::Direct).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 404, .. })),
         "{r:?}"
@@ -508,30 +366,14 @@ async fn quotas_limits_expiry_and_garbage_collection() -> Result<()> {
     // An ExternalPart whose own expiry has passed is refused without a fetch.
     let mut old = file.clone();
     old.part.expires = 1000;
-    let r = w
-        .carol
-        .download_file(
-            &old,
-            &out_dir(&w, "old"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = download(&w.carol, &old, &out_dir(&w, "old"), Route::ViaHub).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 410, .. })),
         "{r:?}"
     );
 
     // Deleting a sent file frees its quota at once.
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &two,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent = send(&mut w.bob, &w.room, &two).await?;
     let mine = w
         .bob
         .files(Some(&w.room))?
@@ -683,25 +525,9 @@ async fn a_file_that_changes_while_sent_is_not_sent() -> Result<()> {
     assert_eq!(w.bob.blob_usage().await?.used, 0);
     // Sent again as it is now, it goes through.
     let (_, digest) = (path.clone(), sha256_file(&path)?);
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &path,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent = send(&mut w.bob, &w.room, &path).await?;
     let file = received(&mut w.carol, &w.room, sent.message_id).await?;
-    let got = w
-        .carol
-        .download_file(
-            &file,
-            &out_dir(&w, "moved"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let got = download(&w.carol, &file, &out_dir(&w, "moved"), Route::ViaHub).await?;
     assert_eq!(sha256_file(&got.path)?, digest);
     w.fed.shutdown().await;
     Ok(())
@@ -712,29 +538,13 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     let mut w = world().await?;
     // A fourth provider that shares no room with a.example.
     let (path, _) = random_file(w.dir.path(), "x.bin", 1000, 1)?;
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &path,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent = send(&mut w.bob, &w.room, &path).await?;
     let file = received(&mut w.carol, &w.room, sent.message_id).await?;
     // Through a "hub" c.example does not follow: refused by c.example itself.
     let mut other_room = file.clone();
     other_room.room = RoomId::new("deadbeef", entente_wire::ids::Domain::parse("b.example")?)?;
     other_room.part.filename = "y".into();
-    let r = w
-        .carol
-        .download_file(
-            &other_room,
-            &out_dir(&w, "p"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = download(&w.carol, &other_room, &out_dir(&w, "p"), Route::ViaHub).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status: 403, .. })),
         "{r:?}"
@@ -744,15 +554,7 @@ async fn the_hub_is_not_an_open_proxy() -> Result<()> {
     let mut foreign = file.clone();
     foreign.part.url = file.part.url.replace("b.example", "z.example");
     foreign.part.filename = "z".into();
-    let r = w
-        .carol
-        .download_file(
-            &foreign,
-            &out_dir(&w, "p"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await;
+    let r = download(&w.carol, &foreign, &out_dir(&w, "p"), Route::ViaHub).await;
     assert!(
         matches!(&r, Err(ClientError::Provider { status, .. }) if *status == 403 || *status == 502),
         "{r:?}"
@@ -939,15 +741,12 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
     assert_eq!(r.status(), 403);
     // Someone else's blob cannot be deleted, not even by a user of the same
     // provider who was sent its URL.
-    let sent = w
-        .bob
-        .send_file(
-            &w.room,
-            &random_file(w.dir.path(), "b.bin", 10, 1)?.0,
-            &SendFileOptions::default(),
-            Arc::new(NoProgress),
-        )
-        .await?;
+    let sent = send(
+        &mut w.bob,
+        &w.room,
+        &random_file(w.dir.path(), "b.bin", 10, 1)?.0,
+    )
+    .await?;
     let mut theirs = received(&mut w.carol, &w.room, sent.message_id).await?;
     theirs.outgoing = true;
     let r = w.carol.delete_sent_file(&theirs).await;
@@ -958,14 +757,7 @@ async fn malicious_uploads_downloads_and_proxy_requests() -> Result<()> {
         matches!(&r, Err(ClientError::Provider { status: 404, .. })),
         "{r:?}"
     );
-    w.carol
-        .download_file(
-            &theirs,
-            &out_dir(&w, "still"),
-            Route::ViaHub,
-            Arc::new(NoProgress),
-        )
-        .await?;
+    download(&w.carol, &theirs, &out_dir(&w, "still"), Route::ViaHub).await?;
     w.fed.shutdown().await;
     Ok(())
 }
