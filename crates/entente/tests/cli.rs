@@ -436,12 +436,12 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn room_commands_across_three_providers() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let domains = ["a.example", "b.example", "c.example"];
-    let (_providers, addrs) = start_federation(d, &domains);
+/// Providers a, b and c.example and an account on each: alice, bob and carol
+/// (homes named after them). Every account knows b.example's address, for direct
+/// file downloads.
+fn three_accounts(d: &Path) -> Vec<Running> {
+    let (providers, addrs) = start_federation(d, &["a.example", "b.example", "c.example"]);
+    let peer = format!("b.example={}", addrs[1]);
     for ((home, user), addr) in [
         ("alice", "alice@a.example"),
         ("bob", "bob@b.example"),
@@ -461,10 +461,20 @@ fn room_commands_across_three_providers() {
                 addr,
                 "--ca",
                 "ca/ca.crt",
+                "--peer",
+                &peer,
             ],
             d,
         );
     }
+    providers
+}
+
+#[test]
+fn room_commands_across_three_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _providers = three_accounts(d);
 
     let created = run_json("alice", &["room", "create", "--name", "Team"], d);
     assert_eq!(created["name"], "Team");
@@ -594,34 +604,7 @@ fn room_commands_across_three_providers() {
 fn file_commands_across_three_providers() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let domains = ["a.example", "b.example", "c.example"];
-    let (_providers, addrs) = start_federation(d, &domains);
-    for ((home, user), addr) in [
-        ("alice", "alice@a.example"),
-        ("bob", "bob@b.example"),
-        ("carol", "carol@c.example"),
-    ]
-    .into_iter()
-    .zip(&addrs)
-    {
-        let peer = format!("b.example={}", addrs[1]);
-        run(
-            &[
-                "--home",
-                home,
-                "account",
-                "create",
-                user,
-                "--address",
-                addr,
-                "--ca",
-                "ca/ca.crt",
-                "--peer",
-                &peer,
-            ],
-            d,
-        );
-    }
+    let _providers = three_accounts(d);
     let room = run_json("alice", &["room", "create", "--name", "Files"], d)["room"]
         .as_str()
         .unwrap()
