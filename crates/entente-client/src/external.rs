@@ -19,8 +19,8 @@ use rusqlite::params;
 use tls_codec::Serialize as _;
 
 use crate::frames::{self, UpdateOutcome};
-use crate::rooms::{EPOCH_RETRIES, join_config, room_path, untrusted};
-use crate::store::{MlsProvider, pinned_issuers, storage};
+use crate::rooms::{EPOCH_RETRIES, join_config, room_path, verify_members};
+use crate::store::{MlsProvider, storage};
 use crate::{Client, ClientError, Local, now_secs};
 
 const REQUEST_LABEL: &str = "GroupInfoRequestTBS";
@@ -190,16 +190,7 @@ impl Client {
                     .map_err(|e| mls(&e))?
                     .finalize(&provider)
                     .map_err(|e| mls(&e))?;
-                let members: Vec<_> = group.members().collect();
-                verifier
-                    .verify_all(
-                        members
-                            .iter()
-                            .map(|m| (&m.credential, m.signature_key.as_slice())),
-                        &pinned_issuers(conn)?,
-                        now_secs(),
-                    )
-                    .map_err(untrusted)?;
+                verify_members(verifier, conn, group.members())?;
                 let group = tx.insert(group);
                 crate::manage::room_state_of(group)?;
                 let (commit, _, group_info) = bundle.into_contents();

@@ -159,6 +159,24 @@ pub(crate) fn users_of(group: &MlsGroup) -> Result<Vec<UserId>, ClientError> {
 }
 
 /// A failed credential check, as the client reports it.
+/// Checks every member's certificate against the issuer keys we pinned.
+pub(crate) fn verify_members(
+    verifier: &mut CredentialVerifier,
+    conn: &rusqlite::Connection,
+    members: impl Iterator<Item = openmls::group::Member>,
+) -> Result<Vec<ClientCertificate>, ClientError> {
+    let members: Vec<_> = members.collect();
+    verifier
+        .verify_all(
+            members
+                .iter()
+                .map(|m| (&m.credential, m.signature_key.as_slice())),
+            &pinned_issuers(conn)?,
+            now_secs(),
+        )
+        .map_err(untrusted)
+}
+
 pub(crate) fn untrusted(e: MlsCheckError) -> ClientError {
     match e {
         MlsCheckError::UnknownIssuer { domain } => {
@@ -776,16 +794,7 @@ impl Client {
                         "Welcome is for a different room than it was delivered for".into(),
                     ));
                 }
-                let members: Vec<_> = staged.members().collect();
-                let certs = verifier
-                    .verify_all(
-                        members
-                            .iter()
-                            .map(|m| (&m.credential, m.signature_key.as_slice())),
-                        &pinned_issuers(conn)?,
-                        now_secs(),
-                    )
-                    .map_err(untrusted)?;
+                let certs = verify_members(verifier, conn, staged.members())?;
                 let group = staged
                     .into_group(&provider)
                     .map_err(|e| ClientError::Mls(format!("joining: {e}")))?;
