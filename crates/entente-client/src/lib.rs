@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod channel;
 mod error;
 mod external;
 pub mod files;
@@ -42,6 +43,8 @@ use openmls_rust_crypto::RustCrypto;
 use openmls_traits::signatures::Signer;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use channel::groups::{DirectGroup, GroupMechanism};
+pub use channel::{ChannelChoice, Conversation, DirectEntry, Mechanism, Protocols};
 pub use error::ClientError;
 pub use manage::Participant;
 pub use rooms::{Event, HistoryEntry, RoomSummary};
@@ -122,7 +125,7 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -138,6 +141,19 @@ impl Client {
         user: &UserId,
         device: &str,
         link_code: Option<&str>,
+    ) -> Result<Client, ClientError> {
+        Self::register_with(opts, user, device, link_code, Protocols::MlsAndSignal).await
+    }
+
+    /// [`Client::register`], for a device that speaks `protocols`: with
+    /// [`Protocols::SignalOnly`] it publishes no KeyPackages, only Signal prekeys,
+    /// and peers reach it over the Double Ratchet.
+    pub async fn register_with(
+        opts: ClientOptions,
+        user: &UserId,
+        device: &str,
+        link_code: Option<&str>,
+        protocols: Protocols,
     ) -> Result<Client, ClientError> {
         if user.domain().as_str() != opts.endpoint.domain {
             return Err(ClientError::Usage(format!(
@@ -224,7 +240,21 @@ impl Client {
             cert,
             transport,
         };
-        client.replenish_key_packages().await?;
+        {
+            let local = client.db();
+            channel::identity(&local, protocols)?;
+        }
+        if protocols.speaks_mls() {
+            client.replenish_key_packages().await?;
+        }
+        match client.enable_signal_channel(protocols).await {
+            Ok(()) => {}
+            // A provider without the Signal channel: fine for a device with MLS.
+            Err(ClientError::Provider { status: 501, .. }) if protocols.speaks_mls() => {
+                tracing::info!("the provider does not offer the Signal channel");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(client)
     }
 

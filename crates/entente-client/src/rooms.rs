@@ -46,6 +46,18 @@ pub enum Event {
     /// An item could not be processed; it was dropped with this reason. Nothing
     /// was applied from it.
     Rejected { room: String, reason: String },
+    /// A message over the Signal channel (two-party or a group of such peers).
+    Direct(crate::channel::DirectEntry),
+    /// A peer device's identity key changed. Its messages are held, not
+    /// decrypted, until the user accepts the new key
+    /// ([`Client::trust_new_identity`](crate::Client::trust_new_identity)).
+    IdentityChanged { user: UserId, client: ClientId },
+    /// A group of Signal-channel peers was created or changed.
+    DirectGroupChanged {
+        group: [u8; 16],
+        name: String,
+        members: Vec<UserId>,
+    },
 }
 
 /// One message in a room's history.
@@ -607,6 +619,11 @@ impl Client {
         }
         if !events.is_empty() {
             let _ = self.replenish_key_packages().await;
+            if events.iter().any(|e| matches!(e, Event::Direct(_) | Event::DirectGroupChanged { .. }))
+                && let Err(e) = self.replenish_prekeys().await
+            {
+                tracing::info!(error = %e, "could not top up Signal prekeys");
+            }
         }
         let pending: Vec<Event> = events
             .iter()
@@ -688,6 +705,9 @@ impl Client {
     async fn process_item(&mut self, item: &InboxItem) -> Result<Option<Event>, ClientError> {
         if item.seq <= self.inbox_cursor()? {
             return Ok(None);
+        }
+        if item.room == entente_wire::signal::SEALED_INBOX {
+            return self.process_sealed(item).await;
         }
         // Credentials are verified before anything is applied; issuer keys may need
         // fetching, which is async, so gather them first.

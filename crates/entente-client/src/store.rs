@@ -128,6 +128,84 @@ const SCHEMA: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (path, file_len, file_mtime, enc_alg, room)
     );",
+    // version 5: the Signal-compatible channel (crate::channel): our identity and
+    // prekeys, sessions per peer device, the identity keys we trust, messages held
+    // because a peer's identity changed, conversations, groups and the outbox.
+    "CREATE TABLE signal_identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        private BLOB NOT NULL,
+        registration_id INTEGER NOT NULL,
+        device_id INTEGER NOT NULL,
+        protocols TEXT NOT NULL
+    );
+    CREATE TABLE signal_prekeys (
+        kind TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        private BLOB NOT NULL,
+        last_resort INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE signal_sessions (
+        peer_client TEXT PRIMARY KEY,
+        peer_user TEXT NOT NULL,
+        session BLOB NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX signal_sessions_user ON signal_sessions (peer_user);
+    CREATE TABLE signal_trust (
+        peer_client TEXT PRIMARY KEY,
+        peer_user TEXT NOT NULL,
+        identity_key BLOB NOT NULL,
+        pending_key BLOB,
+        first_seen INTEGER NOT NULL
+    );
+    CREATE TABLE signal_held (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        peer_client TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE TABLE direct_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation TEXT NOT NULL,
+        message_id BLOB NOT NULL,
+        sender_client TEXT NOT NULL,
+        sender_user TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        content BLOB NOT NULL,
+        outgoing INTEGER NOT NULL,
+        UNIQUE (conversation, message_id)
+    );
+    CREATE INDEX direct_history_conversation ON direct_history (conversation, id);
+    CREATE TABLE direct_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL,
+        frame BLOB NOT NULL,
+        request BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE signal_groups (
+        group_id BLOB PRIMARY KEY,
+        name TEXT NOT NULL,
+        mechanism TEXT NOT NULL,
+        members TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE signal_sender_keys (
+        group_id BLOB NOT NULL,
+        sender_client TEXT NOT NULL,
+        distribution_id BLOB NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (group_id, sender_client)
+    );
+    CREATE INDEX signal_sender_keys_distribution ON signal_sender_keys (distribution_id, sender_client);
+    CREATE TABLE signal_sender_key_sent (
+        group_id BLOB NOT NULL,
+        distribution_id BLOB NOT NULL,
+        peer_client TEXT NOT NULL,
+        PRIMARY KEY (group_id, distribution_id, peer_client)
+    );",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.

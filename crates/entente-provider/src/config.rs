@@ -23,6 +23,11 @@
 //! max_blob_bytes = 4294967296        # 4 GiB
 //! quota_bytes_per_user = 10737418240 # 10 GiB
 //! expiry_days = 30
+//!
+//! [protocols]                        # what the provider offers its users
+//! mls_rooms = true                   # MIMI rooms (MLS)
+//! signal = true                      # the Signal channel: key directory, sealed sender
+//! sender_certificate_hours = 24
 //! ```
 //!
 //! Relative paths are relative to the config file's directory.
@@ -51,6 +56,41 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub blobs: BlobsConfig,
+    #[serde(default)]
+    pub protocols: ProtocolsConfig,
+}
+
+/// The messaging protocols the provider offers its users. A provider with
+/// `mls_rooms = false` offers only the Double Ratchet (the Signal channel); one with
+/// `signal = false` only MIMI rooms. Capabilities (`GET /v1/capabilities/{user}`)
+/// report both, so senders choose what the recipient can use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolsConfig {
+    /// Create and take part in MIMI rooms; serve KeyPackages (key material).
+    #[serde(default = "yes")]
+    pub mls_rooms: bool,
+    /// Serve the Signal channel: prekey bundles, sender certificates, sealed
+    /// delivery, to clients and peer providers.
+    #[serde(default = "yes")]
+    pub signal: bool,
+    /// Validity of the sender certificates issued for sealed sender, in hours.
+    #[serde(default = "default_sender_certificate_hours")]
+    pub sender_certificate_hours: u64,
+}
+
+impl Default for ProtocolsConfig {
+    fn default() -> Self {
+        Self {
+            mls_rooms: true,
+            signal: true,
+            sender_certificate_hours: default_sender_certificate_hours(),
+        }
+    }
+}
+
+fn default_sender_certificate_hours() -> u64 {
+    24
 }
 
 /// The blob store for encrypted file attachments (see `crate::blobs`).
@@ -254,6 +294,16 @@ impl Config {
             return Err(
                 "`blobs.expiry_days` and `blobs.stale_upload_hours` must be at least 1".into(),
             );
+        }
+        if !self.protocols.mls_rooms && !self.protocols.signal {
+            return Err(
+                "`protocols.mls_rooms` and `protocols.signal` are both false: the provider would offer no way to message".into(),
+            );
+        }
+        if self.protocols.sender_certificate_hours == 0
+            || self.protocols.sender_certificate_hours > 24 * 366
+        {
+            return Err("`protocols.sender_certificate_hours` must be 1 to 8784 (a year)".into());
         }
         if self.limits.max_body_bytes < 4096 {
             return Err("`limits.max_body_bytes` must be at least 4096".into());

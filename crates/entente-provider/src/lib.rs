@@ -8,6 +8,10 @@
 //! Encrypted file attachments are kept in the blob store ([`blobs`]) and fetched
 //! across providers through the room's hub (MIMI `proxyDownload`).
 //!
+//! The Signal-compatible two-party channel ([`signal`]): a key directory of prekey
+//! bundles served across providers, capability negotiation, sender certificates and
+//! sealed-sender delivery through the same inboxes and outbound queue.
+//!
 //! Every accepted message enters storage ([`store`]) in one atomic, durable batch
 //! together with its deliveries and outbound federation requests; the
 //! [`outbound`] worker then sends those with retries, and local clients receive theirs
@@ -24,6 +28,7 @@ pub mod hub;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
+pub mod signal;
 pub mod state;
 pub mod store;
 pub mod tracker;

@@ -25,6 +25,16 @@ pub struct Metrics {
     pub blobs_created: AtomicU64,
     pub blob_bytes_in: AtomicU64,
     pub blob_bytes_out: AtomicU64,
+    /// Signal prekey bundles handed out (one per device per claim).
+    pub signal_bundles_claimed: AtomicU64,
+    /// One-time prekeys (X25519 and ML-KEM) consumed by claims.
+    pub signal_prekeys_claimed: AtomicU64,
+    /// Claims that had to serve the last-resort ML-KEM prekey.
+    pub signal_last_resort_served: AtomicU64,
+    /// Sealed messages (one per recipient device) accepted from our clients.
+    pub sealed_messages_accepted: AtomicU64,
+    /// Sealed messages stored in our clients' inboxes.
+    pub sealed_messages_delivered: AtomicU64,
 }
 
 impl Metrics {
@@ -99,6 +109,31 @@ pub async fn serve(
         "blob_bytes_out_total",
         "Blob bytes served from this provider's blob store.",
         &m.blob_bytes_out,
+    );
+    out += &c(
+        "signal_bundles_claimed_total",
+        "Signal prekey bundles handed out (one per device).",
+        &m.signal_bundles_claimed,
+    );
+    out += &c(
+        "signal_prekeys_claimed_total",
+        "One-time Signal prekeys (X25519 and ML-KEM) consumed.",
+        &m.signal_prekeys_claimed,
+    );
+    out += &c(
+        "signal_last_resort_served_total",
+        "Bundles that carried the last-resort ML-KEM prekey.",
+        &m.signal_last_resort_served,
+    );
+    out += &c(
+        "sealed_messages_accepted_total",
+        "Sealed-sender messages accepted from this provider's clients (per device).",
+        &m.sealed_messages_accepted,
+    );
+    out += &c(
+        "sealed_messages_delivered_total",
+        "Sealed-sender messages stored in this provider's inboxes (per device).",
+        &m.sealed_messages_delivered,
     );
     Ok((
         StatusCode::OK,

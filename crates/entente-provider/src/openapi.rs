@@ -30,6 +30,12 @@ fn b64(desc: &str) -> Value {
 
 /// The document.
 pub fn spec() -> Value {
+    let mut doc = mls_and_blobs();
+    signal_channel(&mut doc);
+    doc
+}
+
+fn mls_and_blobs() -> Value {
     let with_room = |mut o: Value| {
         o["parameters"] = room_param();
         o
@@ -184,6 +190,157 @@ pub fn spec() -> Value {
             }
         }
     })
+}
+
+/// Adds the Signal channel's routes and schemas (`crate::signal`).
+fn signal_channel(doc: &mut Value) {
+    let user_param = json!([{ "name": "user", "in": "path", "required": true, "description": "user URI (percent-encoded) or alice@a.example", "schema": { "type": "string" } }]);
+    let with_user = |mut o: Value| {
+        o["parameters"] = user_param.clone();
+        o
+    };
+    let mut send = op(
+        "Send one sealed-sender message to each Signal device of one user. Local recipients get an inbox item with room `entente:sealed` and the sealed bytes as payload; remote ones are queued durably for their provider. Nothing names the sender. 409 MismatchedDevices if the devices listed are not the recipient's current ones (local recipients; for remote ones the bundle claim is the check)",
+        true,
+        Some("SealedSend"),
+        "SealedSendResult",
+    );
+    send["responses"]["409"] = json!({ "description": "the devices listed are not the recipient's current ones", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/MismatchedDevices" } } } });
+    let paths = [
+        (
+            "/v1/signal/prekeys",
+            json!({
+                "get": op("How many one-time prekeys (X25519 and ML-KEM) the provider holds for this client, and whether it has a signed and a last-resort ML-KEM prekey. 501 if the provider does not offer the Signal channel", true, None, "PreKeyStatus"),
+                "post": op("Publish this device's Signal identity and prekeys: one-time prekeys are added (at most 100 of each kind per upload, 1000 held), a signed or last-resort prekey replaces the previous one; signatures are checked. A changed identity key, registration id or device id replaces everything (409 signed_prekey_required without a signed prekey); 409 device_id_taken, 409 prekey_id_reused", true, Some("PreKeyUpload"), "PreKeyStatus")
+            }),
+        ),
+        (
+            "/v1/signal/bundles/{user}",
+            json!({ "get": with_user(op("Claim a prekey bundle for each Signal device of a user (at the user's provider for a remote user): each consumes one one-time prekey and one one-time ML-KEM prekey, or the last-resort ML-KEM prekey when those ran out", true, None, "UserBundles")) }),
+        ),
+        (
+            "/v1/capabilities/{user}",
+            json!({ "get": with_user(op("What a user's provider offers (MIMI rooms, the Signal channel) and what each of the user's devices speaks (mls10, signal)", true, None, "Capabilities")) }),
+        ),
+        (
+            "/v1/capabilities",
+            json!({ "post": op("Declare the protocols this device speaks; answers its capabilities as others see them (signal only with a signed prekey)", true, Some("SetProtocols"), "ClientCapabilities") }),
+        ),
+        (
+            "/v1/signal/sender-certificate",
+            json!({ "post": op("A sender certificate for sealed sender, signed by this provider's issuer key; the identity key must be the one the device published (403 identity_mismatch)", true, Some("SenderCertificateRequest"), "SenderCertificateResponse") }),
+        ),
+        ("/v1/signal/messages", json!({ "post": send })),
+    ];
+    if let Some(p) = doc["paths"].as_object_mut() {
+        for (path, item) in paths {
+            p.insert(path.to_owned(), item);
+        }
+    }
+    let key = |desc: &str| b64(desc);
+    let schemas = [
+        (
+            "SignedPreKey",
+            json!({ "type": "object", "required": ["id", "public", "signature"], "properties": {
+            "id": { "type": "integer", "minimum": 0 }, "public": key("X25519 public key, 33 bytes: 0x05 || u"),
+            "signature": key("XEdDSA signature by the identity key over `public`, 64 bytes") } }),
+        ),
+        (
+            "KyberPreKey",
+            json!({ "type": "object", "required": ["id", "public", "signature"], "properties": {
+            "id": { "type": "integer", "minimum": 0 }, "public": key("ML-KEM-1024 public key, 1569 bytes: key-type byte || 1568 bytes"),
+            "signature": key("XEdDSA signature by the identity key over `public`, 64 bytes") } }),
+        ),
+        (
+            "OneTimePreKey",
+            json!({ "type": "object", "required": ["id", "public"], "properties": {
+            "id": { "type": "integer", "minimum": 0 }, "public": key("X25519 public key, 33 bytes") } }),
+        ),
+        (
+            "PreKeyUpload",
+            json!({ "type": "object", "required": ["identity_key", "registration_id", "device_id"], "additionalProperties": false, "properties": {
+            "identity_key": key("identity public key, 33 bytes"),
+            "registration_id": { "type": "integer", "minimum": 1, "maximum": 16383 },
+            "device_id": { "type": "integer", "minimum": 1, "maximum": 127, "description": "unique among the user's devices" },
+            "signed_prekey": { "$ref": "#/components/schemas/SignedPreKey" },
+            "last_resort_kyber_prekey": { "$ref": "#/components/schemas/KyberPreKey" },
+            "one_time_prekeys": { "type": "array", "maxItems": 100, "items": { "$ref": "#/components/schemas/OneTimePreKey" } },
+            "kyber_prekeys": { "type": "array", "maxItems": 100, "items": { "$ref": "#/components/schemas/KyberPreKey" } } } }),
+        ),
+        (
+            "PreKeyStatus",
+            json!({ "type": "object", "required": ["one_time_prekeys", "kyber_prekeys", "signed_prekey"], "properties": {
+            "one_time_prekeys": { "type": "integer" }, "kyber_prekeys": { "type": "integer" },
+            "signed_prekey": { "type": "boolean" }, "last_resort_kyber_prekey": { "type": "boolean" } } }),
+        ),
+        (
+            "DeviceBundle",
+            json!({ "type": "object", "required": ["client", "device_id", "registration_id", "identity_key", "signed_prekey"], "properties": {
+            "client": { "type": "string" }, "device_id": { "type": "integer" }, "registration_id": { "type": "integer" },
+            "identity_key": key("identity public key, 33 bytes"),
+            "signed_prekey": { "$ref": "#/components/schemas/SignedPreKey" },
+            "kyber_prekey": { "$ref": "#/components/schemas/KyberPreKey" },
+            "one_time_prekey": { "$ref": "#/components/schemas/OneTimePreKey" } } }),
+        ),
+        (
+            "UserBundles",
+            json!({ "type": "object", "required": ["user", "devices"], "properties": {
+            "user": { "type": "string" }, "devices": { "type": "array", "items": { "$ref": "#/components/schemas/DeviceBundle" } } } }),
+        ),
+        (
+            "ClientCapabilities",
+            json!({ "type": "object", "required": ["client", "protocols"], "properties": {
+            "client": { "type": "string" }, "protocols": { "type": "array", "items": { "type": "string", "examples": ["mls10", "signal"] } } } }),
+        ),
+        (
+            "Capabilities",
+            json!({ "type": "object", "required": ["user", "provider_rooms", "provider_signal", "clients"], "properties": {
+            "user": { "type": "string" }, "provider_rooms": { "type": "boolean" }, "provider_signal": { "type": "boolean" },
+            "clients": { "type": "array", "items": { "$ref": "#/components/schemas/ClientCapabilities" } } } }),
+        ),
+        (
+            "SetProtocols",
+            json!({ "type": "object", "required": ["protocols"], "properties": {
+            "protocols": { "type": "array", "maxItems": 16, "items": { "type": "string", "pattern": "^[a-z0-9.-]{1,32}$" } } } }),
+        ),
+        (
+            "SenderCertificateRequest",
+            json!({ "type": "object", "required": ["identity_key"], "properties": {
+            "identity_key": key("the identity public key this device published, 33 bytes") } }),
+        ),
+        (
+            "SenderCertificateResponse",
+            json!({ "type": "object", "required": ["certificate", "expires_ms"], "properties": {
+            "certificate": key("sender certificate"), "expires_ms": { "type": "integer", "description": "milliseconds since the UNIX epoch" } } }),
+        ),
+        (
+            "SealedMessage",
+            json!({ "type": "object", "required": ["client", "sealed"], "properties": {
+            "client": { "type": "string", "description": "recipient device (client URI)" }, "sealed": key("sealed-sender message, at most 256 KiB") } }),
+        ),
+        (
+            "SealedSend",
+            json!({ "type": "object", "required": ["recipient", "messages"], "properties": {
+            "recipient": { "type": "string" },
+            "messages": { "type": "array", "minItems": 1, "maxItems": 64, "items": { "$ref": "#/components/schemas/SealedMessage" } } } }),
+        ),
+        (
+            "SealedSendResult",
+            json!({ "type": "object", "required": ["accepted"], "properties": { "accepted": { "type": "integer" } } }),
+        ),
+        (
+            "MismatchedDevices",
+            json!({ "type": "object", "required": ["code", "message", "missing", "stale"], "properties": {
+            "code": { "type": "string", "const": "mismatched_devices" }, "message": { "type": "string" },
+            "missing": { "type": "array", "items": { "type": "string" } },
+            "stale": { "type": "array", "items": { "type": "string" } } } }),
+        ),
+    ];
+    if let Some(s) = doc["components"]["schemas"].as_object_mut() {
+        for (name, schema) in schemas {
+            s.insert(name.to_owned(), schema);
+        }
+    }
 }
 
 pub async fn document() -> Json<Value> {

@@ -296,6 +296,7 @@ impl Provider {
         // (their size is checked against the blob limits instead).
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))
+            .merge(crate::signal::router(state.clone()))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 state.config.limits.max_body_bytes,
             ))

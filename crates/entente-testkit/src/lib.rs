@@ -114,6 +114,7 @@ impl Federation {
                 registration: RegistrationConfig::default(),
                 limits: Limits::default(),
                 blobs: Default::default(),
+                protocols: Default::default(),
             };
             std::fs::write(dir.join("provider.toml"), config.to_toml()?)?;
             members.insert(

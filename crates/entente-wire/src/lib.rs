@@ -9,6 +9,8 @@
 //! - [`mimi`]: draft-ietf-mimi-protocol-06 server-to-server framing (TLS presentation
 //!   language).
 //! - [`api`]: the provider's own client API (JSON over HTTPS and WebSocket).
+//! - [`signal`]: the Signal-compatible channel's key directory, capabilities and
+//!   sealed-sender delivery (JSON, client API and federation).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -16,3 +18,4 @@ pub mod blobs;
 pub mod content;
 pub mod ids;
 pub mod mimi;
+pub mod signal;

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use entente_client::{Client, ClientOptions, Endpoint, Event, HistoryEntry};
+use entente_client::{
+    Client, ClientOptions, Conversation, DirectEntry, Endpoint, Event, HistoryEntry, Mechanism,
+    Protocols,
+};
 use entente_wire::ids::{RoomId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +66,19 @@ pub enum AccountCommand {
     },
     /// List your rooms and their members.
     Rooms {},
+    /// Show what a user's provider and devices speak, and how a message to them
+    /// would travel: an MLS room, or the Signal Double Ratchet.
+    Contact {
+        /// e.g. bob@b.example
+        user: String,
+    },
+    /// Accept a user's new identity key after their key changed (a new phone, a
+    /// reinstall, or an impersonation attempt: check their safety number first).
+    /// Messages held since the change are decrypted then.
+    Trust {
+        /// e.g. bob@b.example
+        user: String,
+    },
     /// Show the safety number of your conversation with a user; compare it with
     /// theirs in person or on a call. With --verify, record that it matched.
     SafetyNumber {
@@ -115,6 +131,10 @@ pub struct ConnectArgs {
     /// downloads (`entente file get --direct`) use it, in local federations.
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(String, SocketAddr)>,
+    /// Make this a device that speaks only the Signal-compatible Double Ratchet
+    /// (no MLS): others reach it over the Signal channel, never in MIMI rooms.
+    #[arg(long)]
+    signal_only: bool,
 }
 
 fn parse_peer(s: &str) -> Result<(String, SocketAddr), String> {
@@ -186,7 +206,12 @@ async fn connect(a: &ConnectArgs, common: &Common, code: Option<&str>) -> Result
         ca,
         peers: a.peers.clone(),
     };
-    let client = Client::register(
+    let protocols = if a.signal_only {
+        Protocols::SignalOnly
+    } else {
+        Protocols::MlsAndSignal
+    };
+    let client = Client::register_with(
         ClientOptions {
             data_dir: dir.clone(),
             endpoint: endpoint(&cfg)?,
@@ -194,6 +219,7 @@ async fn connect(a: &ConnectArgs, common: &Common, code: Option<&str>) -> Result
         &user,
         &a.device,
         code,
+        protocols,
     )
     .await?;
     std::fs::write(dir.join("device.toml"), toml::to_string_pretty(&cfg)?)?;
@@ -288,6 +314,35 @@ fn format_ts(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
 
+/// A Signal-channel message: "[time] (DR) who: text" or "[time] (group abc123) who: text".
+pub(crate) fn print_direct(e: &DirectEntry, json: bool) {
+    let conv = match &e.conversation {
+        Conversation::Direct(_) => "double-ratchet".to_owned(),
+        Conversation::Group(g) => format!("group {}", &hex::encode(g)[..12]),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "conversation": e.conversation.to_string(), "via": conv, "sender": e.sender.handle(),
+                "device": e.sender_client.to_string(), "message_id": hex::encode(e.message_id),
+                "timestamp_ms": e.timestamp_ms, "text": e.text, "outgoing": e.outgoing,
+            })
+        );
+    } else {
+        let who = if e.outgoing {
+            "me".to_owned()
+        } else {
+            e.sender.handle()
+        };
+        println!(
+            "[{}] ({conv}) {who}: {}",
+            format_ts(e.timestamp_ms),
+            e.text.as_deref().unwrap_or("(non-text content)")
+        );
+    }
+}
+
 pub(crate) fn print_event(e: &Event, json: bool) {
     match e {
         Event::Message(m) => print_entry(m, json),
@@ -336,6 +391,41 @@ pub(crate) fn print_event(e: &Event, json: bool) {
             }
         }
         Event::ProposalPending { .. } => {}
+        Event::Direct(d) => print_direct(d, json),
+        Event::IdentityChanged { user, client } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "identity_changed", "user": user.handle(), "device": client.to_string()})
+                );
+            } else {
+                println!(
+                    "! {}'s identity key changed (device {client}). Their messages are held, not decrypted. \
+                     Compare safety numbers, then run `entente trust {}`",
+                    user.handle(),
+                    user.handle()
+                );
+            }
+        }
+        Event::DirectGroupChanged {
+            group,
+            name,
+            members,
+        } => {
+            let members: Vec<String> = members.iter().map(|m| m.handle()).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "group", "group": hex::encode(group), "name": name, "members": members})
+                );
+            } else {
+                println!(
+                    "* group {} \"{name}\" now has {}",
+                    &hex::encode(group)[..12],
+                    members.join(", ")
+                );
+            }
+        }
         Event::Rejected { room, reason } => {
             if json {
                 println!(
@@ -386,12 +476,30 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             let peer = parse_user(&user)?;
             let room = match direct_room(&client, &peer)? {
                 Some(r) => r,
-                None => client.start_chat(&peer).await?,
+                None => {
+                    let choice = client.channel_to(&peer).await?;
+                    if choice.mechanism == Mechanism::DoubleRatchet {
+                        if common.json {
+                            println!(
+                                "{}",
+                                serde_json::json!({"user": peer.handle(), "mechanism": "double-ratchet", "reason": choice.reason})
+                            );
+                        } else {
+                            println!(
+                                "Chat with {} over the {choice}.\nSend with: entente send --to {} TEXT",
+                                peer.handle(),
+                                peer.handle()
+                            );
+                        }
+                        return Ok(());
+                    }
+                    client.start_chat(&peer).await?
+                }
             };
             if common.json {
-                println!("{}", serde_json::json!({"room": room.to_string()}));
+                println!("{}", serde_json::json!({"room": room.to_string(), "mechanism": "mls"}));
             } else {
-                println!("Chat with {}: {room}", peer.handle());
+                println!("Chat with {} (MLS room): {room}", peer.handle());
             }
             Ok(())
         }
@@ -408,7 +516,22 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
                     let peer = parse_user(&u)?;
                     match direct_room(&client, &peer)? {
                         Some(r) => r,
-                        None => client.start_chat(&peer).await?,
+                        None => {
+                            let choice = client.channel_to(&peer).await?;
+                            if choice.mechanism == Mechanism::DoubleRatchet {
+                                let id = client.send_direct_text(&peer, &text, markdown).await?;
+                                if common.json {
+                                    println!(
+                                        "{}",
+                                        serde_json::json!({"to": peer.handle(), "mechanism": "double-ratchet", "reason": choice.reason, "message_id": hex::encode(id)})
+                                    );
+                                } else {
+                                    println!("sent to {} over the {choice}", peer.handle());
+                                }
+                                return Ok(());
+                            }
+                            client.start_chat(&peer).await?
+                        }
                     }
                 }
                 (None, Some(r)) => parse_room(&r)?,
@@ -443,6 +566,7 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             for e in client.sync().await? {
                 print_event(&e, common.json);
             }
+            client.resend_direct().await?;
             let resent = client.resend_pending().await?;
             if !resent.is_empty() && !common.json {
                 println!(
@@ -456,13 +580,78 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
             let mut client = open(&common).await?;
             client.sync().await?;
             let room = match (with, room) {
-                (Some(u), _) => direct_room(&client, &parse_user(&u)?)?
-                    .with_context(|| format!("no chat with {u} yet"))?,
+                (Some(u), _) => {
+                    let peer = parse_user(&u)?;
+                    match direct_room(&client, &peer)? {
+                        Some(r) => r,
+                        None => {
+                            let entries =
+                                client.direct_history(&Conversation::Direct(peer.clone()), limit)?;
+                            if entries.is_empty() {
+                                bail!("no chat with {u} yet");
+                            }
+                            for e in &entries {
+                                print_direct(e, common.json);
+                            }
+                            return Ok(());
+                        }
+                    }
+                }
                 (None, Some(r)) => parse_room(&r)?,
                 (None, None) => bail!("say which conversation: --with USER or --room ROOM"),
             };
             for e in client.history(&room, limit)? {
                 print_entry(&e, common.json);
+            }
+            Ok(())
+        }
+        AccountCommand::Contact { user } => {
+            let client = open(&common).await?;
+            let peer = parse_user(&user)?;
+            let caps = client.capabilities(&peer).await?;
+            let choice = client.channel_to(&peer).await;
+            if common.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "user": peer.handle(), "provider_rooms": caps.provider_rooms, "provider_signal": caps.provider_signal,
+                        "devices": caps.clients.iter().map(|c| serde_json::json!({"device": c.client, "protocols": c.protocols})).collect::<Vec<_>>(),
+                        "mechanism": choice.as_ref().ok().map(|c| match c.mechanism { Mechanism::MlsRoom => "mls", Mechanism::DoubleRatchet => "double-ratchet" }),
+                        "reason": choice.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|e| e.to_string()),
+                    })
+                );
+            } else {
+                println!(
+                    "{}: provider {} (MLS rooms: {}, Signal channel: {})",
+                    peer.handle(),
+                    peer.domain(),
+                    if caps.provider_rooms { "yes" } else { "no" },
+                    if caps.provider_signal { "yes" } else { "no" }
+                );
+                for c in &caps.clients {
+                    println!("  device {}: {}", c.client, c.protocols.join(", "));
+                }
+                match choice {
+                    Ok(c) => println!("Messages to {} go over the {c}.", peer.handle()),
+                    Err(e) => println!("Cannot reach {}: {e}", peer.handle()),
+                }
+            }
+            Ok(())
+        }
+        AccountCommand::Trust { user } => {
+            let mut client = open(&common).await?;
+            client.sync().await?;
+            let peer = parse_user(&user)?;
+            let events = client.trust_new_identity(&peer).await?;
+            if !common.json {
+                println!(
+                    "Now trusting {}'s new identity key; {} held message(s) decrypted.",
+                    peer.handle(),
+                    events.len()
+                );
+            }
+            for e in &events {
+                print_event(e, common.json);
             }
             Ok(())
         }

@@ -5,6 +5,7 @@ mod account;
 mod demo;
 mod file_cmd;
 mod file_load;
+mod group_cmd;
 mod group_load;
 mod load;
 mod provider_cmd;
@@ -85,6 +86,17 @@ enum Command {
     ///   entente file get 3fa2c1 --out ~/Downloads
     #[command(subcommand, verbatim_doc_comment)]
     File(file_cmd::FileCommand),
+    /// Groups of people reached over the Signal Double Ratchet: sender keys or
+    /// pairwise fan-out
+    ///
+    /// For people whose devices speak MLS, use `entente room` instead. These
+    /// groups are for peers that offer only the Double Ratchet.
+    ///
+    ///   entente group create --name Team bob@b.example carol@c.example
+    ///   entente group send 3fa2c1 "Hello, team"
+    ///   entente group remove 3fa2c1 carol@c.example
+    #[command(subcommand, verbatim_doc_comment)]
+    Group(group_cmd::GroupCommand),
     /// Load test: push messages between users of two local providers and report
     /// throughput and latency.
     Load(load::LoadArgs),
@@ -140,6 +152,7 @@ fn main() -> ExitCode {
             Command::Account(c) => account::run(c, cli.common).await,
             Command::Room(c) => room_cmd::run(c, cli.common).await,
             Command::File(c) => file_cmd::run(c, cli.common).await,
+            Command::Group(c) => group_cmd::run(c, cli.common).await,
             Command::Load(a) => load::run(a).await,
             Command::LoadGroup(a) => group_load::run(a).await,
             Command::LoadFiles(a) => file_load::run(a).await,

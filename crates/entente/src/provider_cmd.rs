@@ -145,6 +145,7 @@ fn init(a: InitArgs) -> Result<()> {
         registration: RegistrationConfig::default(),
         limits: Limits::default(),
         blobs: Default::default(),
+        protocols: Default::default(),
     };
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::write(

@@ -520,5 +520,8 @@ fn event_room(e: &Event) -> String {
         | Event::Removed { room }
         | Event::ProposalPending { room } => room.to_string(),
         Event::Rejected { room, .. } => room.clone(),
+        Event::Direct(d) => d.conversation.to_string(),
+        Event::IdentityChanged { user, .. } => user.handle(),
+        Event::DirectGroupChanged { group, .. } => format!("group {}", hex::encode(group)),
     }
 }

@@ -126,6 +126,11 @@ impl FederationClient {
     }
 
     /// POSTs a MIMI body; returns the response body of a 2xx answer.
+    ///
+    /// `endpoint` is a MIMI directory name (`notify`, ...), whose URL takes `param`;
+    /// or, for requests the outbound queue carries to one of Entente's extension
+    /// endpoints, an absolute path (`/entente/v1/signal/messages`), which takes a
+    /// JSON body and no parameter.
     pub async fn post(
         &self,
         domain: &Domain,
@@ -133,18 +138,50 @@ impl FederationClient {
         param: &str,
         body: Vec<u8>,
     ) -> Result<Vec<u8>, FedError> {
-        let url = Self::url(domain, endpoint, param);
+        if endpoint.starts_with('/') {
+            return self
+                .extension(reqwest::Method::POST, domain, endpoint, Some(body))
+                .await;
+        }
+        let req = self
+            .http
+            .post(Self::url(domain, endpoint, param))
+            .header("content-type", MIMI_MEDIA_TYPE)
+            .body(body);
+        self.send(domain, req).await
+    }
+
+    /// A request to one of Entente's extension endpoints at `path` (under
+    /// `/entente/v1`): JSON, with the same mutual TLS and `From` header as MIMI.
+    /// Returns the response body of a 2xx answer.
+    pub async fn extension(
+        &self,
+        method: reqwest::Method,
+        domain: &Domain,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, FedError> {
+        let mut req = self.http.request(method, format!("https://{domain}{path}"));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        self.send(domain, req).await
+    }
+
+    /// Sends `req` as us and sorts the answer: 2xx is the body, 5xx (but 501) and
+    /// 429 are worth retrying, the rest is a refusal.
+    async fn send(
+        &self,
+        domain: &Domain,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, FedError> {
         let unreachable = |reason: String, retry_after| FedError::Unreachable {
             domain: domain.to_string(),
             reason,
             retry_after,
         };
-        let resp = self
-            .http
-            .post(&url)
+        let resp = req
             .header("from", format!("mimi@{}", self.own))
-            .header("content-type", MIMI_MEDIA_TYPE)
-            .body(body)
             .send()
             .await
             .map_err(|e| unreachable(error_chain(&e), None))?;
@@ -158,9 +195,14 @@ impl FederationClient {
             .bytes()
             .await
             .map_err(|e| unreachable(error_chain(&e), retry_after))?;
+        // 501: the peer does not offer what we asked for (e.g. the Signal channel
+        // is switched off there); asking again will not change that.
+        let transient = (status.is_server_error()
+            && status != reqwest::StatusCode::NOT_IMPLEMENTED)
+            || status.as_u16() == 429;
         if status.is_success() {
             Ok(bytes.to_vec())
-        } else if status.is_server_error() || status.as_u16() == 429 {
+        } else if transient {
             Err(unreachable(
                 format!("{status}: {}", String::from_utf8_lossy(&bytes)),
                 retry_after,

@@ -76,7 +76,7 @@ impl FromRequestParts<AppState> for Peer {
 
 async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
     let base = format!("https://{}{MIMI_PREFIX}", state.domain);
-    Json(serde_json::json!({
+    let mut directory = serde_json::json!({
         "keyMaterial": format!("{base}/keyMaterial/{{targetUser}}"),
         "update": format!("{base}/update/{{roomId}}"),
         "notify": format!("{base}/notify/{{roomId}}"),
@@ -84,7 +84,12 @@ async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
         "groupState": format!("{base}/groupState/{{roomId}}"),
         "groupInfo": format!("{base}/groupInfo/{{roomId}}"),
         "proxyDownload": format!("{base}/proxyDownload/{{downloadUrl}}"),
-    }))
+    });
+    // Entente's extension endpoints (the Signal channel), as `entente:*` entries.
+    if let Some(entries) = directory.as_object_mut() {
+        entries.extend(crate::signal::directory_entries(&state));
+    }
+    Json(directory)
 }
 
 async fn issuer(State(state): State<AppState>) -> Json<ProviderInfo> {

@@ -66,6 +66,7 @@ pub async fn create_room(
     State(state): State<AppState>,
     a: Authed,
 ) -> Result<Json<CreateRoomResponse>, Failure> {
+    crate::signal::require_mls_rooms(&state)?;
     let call: CreateRoomCall = a.json()?;
     let room: RoomId = call
         .room

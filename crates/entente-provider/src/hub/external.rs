@@ -37,6 +37,7 @@ pub async fn client_group_info(
     Path(room): Path<String>,
     a: Authed,
 ) -> Result<Json<HubAnswer>, Failure> {
+    crate::signal::require_mls_rooms(&state)?;
     let call: GroupInfoCall = a.json()?;
     let room: RoomId = room
         .parse()

@@ -68,6 +68,7 @@ pub async fn key_material(
     }
 
     if state.is_local(target_user.domain()) {
+        crate::signal::require_mls_rooms(state)?;
         verify_request(state, &req, &requester).await?;
         return serve_local(state, &target_user).await;
     }

@@ -88,6 +88,7 @@ pub async fn client_key_material(
     Path(room): Path<String>,
     a: Authed,
 ) -> Result<Json<KeyMaterialResult>, Failure> {
+    crate::signal::require_mls_rooms(&state)?;
     let call: KeyMaterialCall = a.json()?;
     let room: RoomId = room
         .parse()

@@ -118,6 +118,114 @@ pub enum BlobAdmission {
     },
 }
 
+/// A client's Signal identity, as it published it with its prekeys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalIdentity {
+    /// `0x05 || u`.
+    pub identity_key: Vec<u8>,
+    pub registration_id: u32,
+    /// Unique among the user's clients.
+    pub device_id: u32,
+}
+
+/// A prekey with its XEdDSA signature by the identity key: the signed prekey, or
+/// an ML-KEM prekey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPreKeyRecord {
+    pub id: u32,
+    pub public: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// A one-time X25519 prekey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneTimePreKeyRecord {
+    pub id: u32,
+    pub public: Vec<u8>,
+}
+
+/// One checked prekey upload (`entente_wire::signal::PreKeyUpload` after its
+/// lengths and signatures were verified).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalPreKeys {
+    pub identity: SignalIdentity,
+    /// Replaces the current signed prekey.
+    pub signed_prekey: Option<SignedPreKeyRecord>,
+    /// Replaces the current last-resort ML-KEM prekey.
+    pub last_resort_kyber: Option<SignedPreKeyRecord>,
+    /// Added to those held.
+    pub one_time: Vec<OneTimePreKeyRecord>,
+    /// One-time ML-KEM prekeys, added to those held.
+    pub kyber: Vec<SignedPreKeyRecord>,
+}
+
+/// What the provider holds for one client's Signal channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignalPreKeyStatus {
+    pub one_time: u32,
+    pub kyber: u32,
+    pub signed_prekey: bool,
+    pub last_resort_kyber: bool,
+}
+
+/// The outcome of [`Store::publish_signal_prekeys`]. Only `Published` changed
+/// anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published(SignalPreKeyStatus),
+    /// The identity key, registration id or device id changed (or there was none)
+    /// and the upload carries no signed prekey to start the new identity with.
+    NeedsSignedPreKey,
+    /// Another client of the same user has this device id.
+    DeviceIdTaken {
+        device_id: u32,
+    },
+    /// A prekey id the client already holds, with a different key.
+    IdReused {
+        kind: PreKeyKind,
+        id: u32,
+    },
+    /// The client would hold more one-time prekeys of `kind` than `max_held`.
+    TooMany {
+        kind: PreKeyKind,
+        would_hold: u64,
+    },
+}
+
+/// The two kinds of one-time prekeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreKeyKind {
+    /// X25519 one-time prekeys.
+    OneTime,
+    /// ML-KEM one-time prekeys.
+    Kyber,
+}
+
+/// One device's bundle as claimed by [`Store::claim_signal_bundles`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedBundle {
+    pub client: String,
+    pub identity: SignalIdentity,
+    pub signed_prekey: SignedPreKeyRecord,
+    /// A one-time ML-KEM prekey (deleted), else the last-resort one (kept).
+    pub kyber: Option<ClaimedKyber>,
+    /// A one-time prekey (deleted), if any was left.
+    pub one_time: Option<OneTimePreKeyRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKyber {
+    pub prekey: SignedPreKeyRecord,
+    pub last_resort: bool,
+}
+
+/// The protocols one client speaks, as capabilities report them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientProtocols {
+    pub client: String,
+    pub protocols: Vec<String>,
+}
+
 /// One inbox item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxRecord {
@@ -209,8 +317,9 @@ pub trait Store: Send + Sync + 'static {
     /// is unknown, expired or for another user; `Conflict` if the client exists.
     fn add_client(&self, client: &ClientRecord, link_code_hash: &[u8; 32], now: u64) -> Result<()>;
     fn client(&self, client: &Uri) -> Result<Option<ClientRecord>>;
-    /// Revokes a client: deletes it with its KeyPackages, inbox and room
-    /// memberships. `NotFound` if unknown.
+    /// Revokes a client: deletes it with its KeyPackages, Signal prekeys and
+    /// identity, declared protocols, inbox and room memberships. `NotFound` if
+    /// unknown.
     fn remove_client(&self, client: &Uri) -> Result<()>;
     fn user_clients(&self, user: &Uri) -> Result<Vec<ClientRecord>>;
     fn user_exists(&self, user: &Uri) -> Result<bool>;
@@ -285,6 +394,39 @@ pub trait Store: Send + Sync + 'static {
     fn blobs_to_collect(&self, now: u64, stale_before: u64, limit: u32) -> Result<Vec<String>>;
     /// Forgets a blob (its bytes must be deleted first). Returns whether it existed.
     fn delete_blob(&self, id: &str) -> Result<bool>;
+
+    // --- Signal channel: key directory and capabilities ---
+
+    /// Publishes a client's Signal identity and prekeys (see [`SignalPreKeys`]). A
+    /// changed identity (key, registration id or device id) first deletes every
+    /// prekey of the old one. Re-sending a prekey the client holds is harmless.
+    /// `NotFound` if the client is unknown.
+    fn publish_signal_prekeys(
+        &self,
+        client: &Uri,
+        upload: &SignalPreKeys,
+        max_held: u32,
+    ) -> Result<PublishOutcome>;
+    /// Counts what the client holds (all zero if it never published).
+    fn signal_prekey_status(&self, client: &Uri) -> Result<SignalPreKeyStatus>;
+    fn signal_identity(&self, client: &Uri) -> Result<Option<SignalIdentity>>;
+    /// The user's clients that can be reached over the Signal channel (they have
+    /// a signed prekey and did not declare protocols without `signal`), with their
+    /// device ids, in registration order.
+    fn signal_devices(&self, user: &Uri) -> Result<Vec<(String, u32)>>;
+    /// Claims a bundle for each of the user's Signal devices (as
+    /// [`signal_devices`](Self::signal_devices) lists them), in one transaction:
+    /// each takes (deletes) the device's oldest one-time prekey and oldest one-time
+    /// ML-KEM prekey, falling back to the last-resort ML-KEM prekey. Concurrent
+    /// claims never receive the same one-time prekey.
+    fn claim_signal_bundles(&self, user: &Uri) -> Result<Vec<ClaimedBundle>>;
+    /// Records the protocols a client says it speaks (replacing earlier ones).
+    /// `NotFound` if the client is unknown.
+    fn set_client_protocols(&self, client: &Uri, protocols: &[String]) -> Result<()>;
+    /// Every client of the user with its protocols: those it declared, or by
+    /// default `mls10` if it has KeyPackages or rooms; `signal` exactly when it has
+    /// a signed prekey (and did not declare a list without it).
+    fn user_capabilities(&self, user: &Uri) -> Result<Vec<ClientProtocols>>;
 
     // --- the commit point ---
 

@@ -33,6 +33,7 @@ mod queues;
 mod readers;
 mod rooms;
 mod schema;
+mod signal;
 mod writer;
 
 use std::path::Path;
@@ -42,8 +43,9 @@ pub use queues::KEY_PACKAGE_ROUTE_TTL_SECS;
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
-    Batch, BatchOutcome, BlobAdmission, BlobRecord, ClientRecord, GroupSnapshot, InboxRecord,
-    KeyPackageRoute, OutboundRecord, Result, RoomRecord, Store, StoreError, Uri,
+    Batch, BatchOutcome, BlobAdmission, BlobRecord, ClaimedBundle, ClientProtocols, ClientRecord,
+    GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord, PublishOutcome, Result,
+    RoomRecord, SignalIdentity, SignalPreKeyStatus, SignalPreKeys, Store, StoreError, Uri,
 };
 
 /// Read connections kept open at most; more concurrent readers wait for one.
@@ -233,6 +235,47 @@ impl Store for SqliteStore {
     fn delete_blob(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         self.writer.write(move |conn| blobs::delete_blob(conn, &id))
+    }
+
+    fn publish_signal_prekeys(
+        &self,
+        client: &Uri,
+        upload: &SignalPreKeys,
+        max_held: u32,
+    ) -> Result<PublishOutcome> {
+        let (client, upload) = (client.to_owned(), upload.clone());
+        self.writer
+            .write(move |conn| signal::publish_signal_prekeys(conn, &client, &upload, max_held))
+    }
+
+    fn signal_prekey_status(&self, client: &Uri) -> Result<SignalPreKeyStatus> {
+        self.readers.read(|conn| signal::status(conn, client))
+    }
+
+    fn signal_identity(&self, client: &Uri) -> Result<Option<SignalIdentity>> {
+        self.readers
+            .read(|conn| signal::signal_identity(conn, client))
+    }
+
+    fn signal_devices(&self, user: &Uri) -> Result<Vec<(String, u32)>> {
+        self.readers.read(|conn| signal::signal_devices(conn, user))
+    }
+
+    fn claim_signal_bundles(&self, user: &Uri) -> Result<Vec<ClaimedBundle>> {
+        let user = user.to_owned();
+        self.writer
+            .write(move |conn| signal::claim_signal_bundles(conn, &user))
+    }
+
+    fn set_client_protocols(&self, client: &Uri, protocols: &[String]) -> Result<()> {
+        let (client, protocols) = (client.to_owned(), protocols.to_vec());
+        self.writer
+            .write(move |conn| signal::set_client_protocols(conn, &client, &protocols))
+    }
+
+    fn user_capabilities(&self, user: &Uri) -> Result<Vec<ClientProtocols>> {
+        self.readers
+            .read(|conn| signal::user_capabilities(conn, user))
     }
 
     fn apply(&self, batch: Batch) -> Result<BatchOutcome> {

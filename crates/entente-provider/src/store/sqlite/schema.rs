@@ -23,7 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Every time is an integer in the unit the trait gives it: link code expiry,
 /// outbound retry times and KeyPackage route times in seconds; dedup, echo mark and
@@ -178,6 +178,66 @@ CREATE TABLE blobs (
 ) WITHOUT ROWID;
 CREATE INDEX blobs_by_owner ON blobs (owner, expires_at);
 CREATE INDEX blobs_by_expiry ON blobs (expires_at);
+";
+
+/// Version 4: the Signal channel's key directory (issue 5). Every row hangs off its
+/// client with `ON DELETE CASCADE`, so revoking a client deletes its Signal
+/// identity, prekeys and declared protocols with it. `seq` orders one-time prekeys
+/// oldest first. The `rooms` row named `entente:sealed`
+/// (`entente_wire::signal::SEALED_INBOX`) is what sealed-sender inbox items point
+/// at: it is no MLS room, has no hub and no members.
+const V4: &str = "
+CREATE TABLE signal_identities (
+    client          TEXT PRIMARY KEY REFERENCES clients (client) ON DELETE CASCADE,
+    user            TEXT NOT NULL,
+    device_id       INTEGER NOT NULL,
+    registration_id INTEGER NOT NULL,
+    identity_key    BLOB NOT NULL,
+    UNIQUE (user, device_id)
+) WITHOUT ROWID;
+
+CREATE TABLE signal_signed_prekeys (
+    client    TEXT PRIMARY KEY REFERENCES signal_identities (client) ON DELETE CASCADE,
+    id        INTEGER NOT NULL,
+    public    BLOB NOT NULL,
+    signature BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE signal_last_resort_kyber_prekeys (
+    client    TEXT PRIMARY KEY REFERENCES signal_identities (client) ON DELETE CASCADE,
+    id        INTEGER NOT NULL,
+    public    BLOB NOT NULL,
+    signature BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE signal_one_time_prekeys (
+    seq    INTEGER PRIMARY KEY,
+    client TEXT NOT NULL REFERENCES signal_identities (client) ON DELETE CASCADE,
+    id     INTEGER NOT NULL,
+    public BLOB NOT NULL,
+    UNIQUE (client, id)
+);
+CREATE INDEX signal_one_time_prekeys_by_client ON signal_one_time_prekeys (client, seq);
+
+CREATE TABLE signal_kyber_prekeys (
+    seq       INTEGER PRIMARY KEY,
+    client    TEXT NOT NULL REFERENCES signal_identities (client) ON DELETE CASCADE,
+    id        INTEGER NOT NULL,
+    public    BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    UNIQUE (client, id)
+);
+CREATE INDEX signal_kyber_prekeys_by_client ON signal_kyber_prekeys (client, seq);
+
+-- Space-separated protocol names the client declared; `signal` whether they
+-- include `signal` (a client that declared a list without it gets no bundles).
+CREATE TABLE client_protocols (
+    client    TEXT PRIMARY KEY REFERENCES clients (client) ON DELETE CASCADE,
+    protocols TEXT NOT NULL,
+    signal    INTEGER NOT NULL CHECK (signal IN (0, 1))
+) WITHOUT ROWID;
+
+INSERT INTO rooms (room, hub, epoch, created_at) VALUES ('entente:sealed', '', 0, 0);
 ";
 
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
