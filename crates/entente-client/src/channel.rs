@@ -1038,8 +1038,7 @@ impl Client {
                         self.decrypt_pairwise(conn, &me, &sender_client, &cert.identity_key, unsealed.content_type, &unsealed.content)?
                     }
                     ContentType::SenderKey => {
-                        return groups::open_sender_key_message(conn, &sender_client, &unsealed.content)
-                            .map(Opened::Event);
+                        return groups::open_sender_key_message(conn, &sender_client, &unsealed.content);
                     }
                     other => {
                         return Err(ClientError::Protocol(format!(

@@ -570,6 +570,11 @@ async fn capabilities_local_and_remote_and_the_provider_switches() -> Result<()>
         .call(Method::GET, &capabilities_path(bob), &())
         .await?;
     assert_eq!(remote, local);
+    // The user's URI may also stand unencoded in the path.
+    let raw: Capabilities = alice
+        .call(Method::GET, &format!("/v1/capabilities/{bob}"), &())
+        .await?;
+    assert_eq!(raw, remote);
     assert_eq!(protocols(&remote), [vec!["mls10", "signal"], vec!["mls10"]]);
     refused(
         &bob_phone,

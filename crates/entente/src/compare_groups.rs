@@ -191,10 +191,16 @@ pub(crate) struct Results {
     pub plan: Plan,
     pub command: String,
     pub elapsed: Duration,
+    /// CPU time the measuring thread got over the run, if the system tells.
+    pub cpu: Option<Duration>,
+    /// The 1-minute load average at the start and at the end.
+    pub load: (Option<f64>, Option<f64>),
 }
 
 pub fn run(args: CompareArgs) -> Result<()> {
     let started = Instant::now();
+    let cpu_at_start = thread_cpu();
+    let load_at_start = load_average();
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
@@ -242,6 +248,10 @@ pub fn run(args: CompareArgs) -> Result<()> {
         plan,
         command: command_line(),
         elapsed: started.elapsed(),
+        cpu: thread_cpu()
+            .zip(cpu_at_start)
+            .map(|(end, start)| end.saturating_sub(start)),
+        load: (load_at_start, load_average()),
     };
     let md = args.out.join("group-mechanisms.md");
     let png = args.out.join("group-mechanisms.png");
@@ -288,6 +298,25 @@ fn command_line() -> String {
         .chain(args)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// CPU time this thread has run, from Linux's `/proc/thread-self/schedstat`.
+/// Only to tell in the report how much of the wall-clock time the measuring
+/// thread had the CPU (the timings themselves are wall-clock).
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub(crate) fn micros(d: Duration) -> f64 {
@@ -376,6 +405,19 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn mean_and_median() {
+        let mut s = Samples::default();
+        assert_eq!((s.mean_us(), s.median_us()), (0.0, 0.0));
+        for us in [5, 1, 100] {
+            s.push(Duration::from_micros(us));
+        }
+        assert!((s.mean_us() - 35.333).abs() < 0.01);
+        assert!((s.median_us() - 5.0).abs() < 1e-9);
+        s.push(Duration::from_micros(7));
+        assert!((s.median_us() - 6.0).abs() < 1e-9);
+    }
+
     /// A quick run with tiny groups writes a table with a row per size and
     /// mechanism, and a PNG.
     #[test]
@@ -395,6 +437,10 @@ mod tests {
         let md = std::fs::read_to_string(dir.path().join("group-mechanisms.md")).unwrap();
         let png = std::fs::read(dir.path().join("group-mechanisms.png")).unwrap();
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        // The IHDR chunk comes first: width and height, big-endian.
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1600);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 1200);
         assert!(png.len() > 10_000, "the PNG is suspiciously small");
         for table in ["message", "add", "remove"] {
             let rows = report::table_rows(&md, table);

@@ -154,7 +154,7 @@ impl World {
 
     /// The full tree: member 0 creates the group; from then on the member who
     /// joined last adds the next two (one commit with a path) and, as the last of
-    /// them, joins and commits next; the very last one commits an update. So the
+    /// them, joins and commits next; the very last one commits updates. So the
     /// path of every even leaf has been written after its sibling joined: every
     /// parent node holds a key and no leaf is unmerged.
     fn full_tree(&mut self, n: usize, sample: usize) -> Result<Group> {
@@ -196,10 +196,13 @@ impl World {
                 receivers.push((leaf_index(previous_leaf)?, previous));
             }
         }
-        // The last member writes its own path.
-        let out = current.commit(Vec::new(), None)?;
-        for (_, r) in receivers.iter_mut() {
-            r.process_commit(&out.commit)?;
+        // The last member writes its own path, and updates until it too holds as
+        // many past epochs as the others (OpenMLS's costs depend on them).
+        for _ in 0..MAX_PAST_EPOCHS.max(1) {
+            let out = current.commit(Vec::new(), None)?;
+            for (_, r) in receivers.iter_mut() {
+                r.process_commit(&out.commit)?;
+            }
         }
         if current_leaf != n - 1 {
             bail!("bug: the last committer is leaf {current_leaf}, not {}", n - 1);

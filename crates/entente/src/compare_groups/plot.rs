@@ -210,6 +210,8 @@ fn panel(
     if x1 <= x0 {
         x1 = x0 * 2.0;
     }
+    // Room around the points, so the outer ones do not sit on the frame.
+    let (x0, x1) = (x0 / 1.25, x1 * 1.25);
     let (y0, y1) = (y0 / 2.0, y1 * 2.0);
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22).into_font())
@@ -229,7 +231,16 @@ fn panel(
         .bold_line_style(BLACK.mix(0.12))
         .draw()
         .map_err(plot_error)?;
-    for s in series.iter().filter(|s| !s.points.is_empty()) {
+    for s in series {
+        if s.points.is_empty() {
+            // Zero everywhere (a pairwise removal): named in the legend, not drawn.
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(plot_error)?
+                .label(format!("{}: zero, not drawn", s.label))
+                .legend(|(x, y)| Circle::new((x + 10, y), 0, WHITE.filled()));
+            continue;
+        }
         let style = ShapeStyle::from(&s.color).stroke_width(2);
         let legend_color = s.color;
         let dashed = s.dashed;

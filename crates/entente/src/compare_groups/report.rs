@@ -29,11 +29,7 @@ pub(crate) fn markdown(r: &Results, plot: &str) -> String {
          and averaged.",
         p.payload, p.messages, p.changes, p.receivers
     );
-    let _ = writeln!(
-        s,
-        "- Run time: {}\n",
-        duration(r.elapsed.as_secs_f64() * 1e6)
-    );
+    let _ = writeln!(s, "- Run time: {}{}\n", duration(r.elapsed.as_secs_f64() * 1e6), contention(r));
     let _ = writeln!(s, "![Bytes and CPU time against group size]({plot})\n");
     let _ = writeln!(
         s,
@@ -453,6 +449,33 @@ fn sig3(x: f64) -> String {
         format!("{x:.1}")
     } else {
         format!("{x:.2}")
+    }
+}
+
+/// How busy the machine was: the share of the run the measuring thread had a
+/// core, and the load average. Timings are wall-clock: on a busy machine they
+/// include time spent waiting for the CPU.
+fn contention(r: &Results) -> String {
+    let mut parts = Vec::new();
+    if let Some(cpu) = r.cpu {
+        let wall = r.elapsed.as_secs_f64();
+        if wall > 0.0 {
+            parts.push(format!(
+                "the measuring thread ran on a core {:.0}% of that time",
+                100.0 * cpu.as_secs_f64() / wall
+            ));
+        }
+    }
+    if let (Some(a), Some(b)) = r.load {
+        parts.push(format!("load average {a:.1} at the start, {b:.1} at the end"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({}; the timings are wall-clock, so a busy machine inflates them)",
+            parts.join("; ")
+        )
     }
 }
 
