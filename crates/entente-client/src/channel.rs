@@ -43,11 +43,11 @@ use rand::RngCore as _;
 use rand::rngs::OsRng;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use prekeys::{PREKEY_LOW_WATER, PREKEY_TARGET};
 pub(crate) use prekeys::{LocalIdentity, identity, load_identity};
+pub use prekeys::{PREKEY_LOW_WATER, PREKEY_TARGET};
 
 use crate::rooms::Event;
-use crate::store::{setting, set_setting, storage};
+use crate::store::{set_setting, setting, storage};
 use crate::{Client, ClientError, now_secs};
 
 /// Which protocols a device speaks.
@@ -71,7 +71,9 @@ impl Protocols {
         match s {
             "mls10,signal" => Ok(Protocols::MlsAndSignal),
             "signal" => Ok(Protocols::SignalOnly),
-            other => Err(ClientError::Storage(format!("unknown protocol set {other:?}"))),
+            other => Err(ClientError::Storage(format!(
+                "unknown protocol set {other:?}"
+            ))),
         }
     }
 
@@ -197,7 +199,9 @@ pub(crate) fn unpad(padded: &[u8]) -> Result<&[u8], ClientError> {
         .ok_or_else(|| ClientError::Protocol("empty padded plaintext".into()))?;
     match padded.get(end) {
         Some(0x80) => Ok(padded.get(..end).unwrap_or_default()),
-        _ => Err(ClientError::Protocol("plaintext padding is not 0x80 0x00*".into())),
+        _ => Err(ClientError::Protocol(
+            "plaintext padding is not 0x80 0x00*".into(),
+        )),
     }
 }
 
@@ -246,7 +250,8 @@ pub(crate) fn load_session(conn: &Connection, peer: &str) -> Result<Option<Sessi
         .map_err(storage)?;
     bytes
         .map(|b| {
-            Session::from_bytes(&b).map_err(|e| ClientError::Storage(format!("session with {peer}: {e}")))
+            Session::from_bytes(&b)
+                .map_err(|e| ClientError::Storage(format!("session with {peer}: {e}")))
         })
         .transpose()
 }
@@ -271,9 +276,14 @@ pub(crate) fn save_session(
 }
 
 /// The peer devices we hold sessions with, for one user.
-pub(crate) fn session_clients(conn: &Connection, user: &UserId) -> Result<Vec<ClientId>, ClientError> {
+pub(crate) fn session_clients(
+    conn: &Connection,
+    user: &UserId,
+) -> Result<Vec<ClientId>, ClientError> {
     let mut stmt = conn
-        .prepare("SELECT peer_client FROM signal_sessions WHERE peer_user = ?1 ORDER BY peer_client")
+        .prepare(
+            "SELECT peer_client FROM signal_sessions WHERE peer_user = ?1 ORDER BY peer_client",
+        )
         .map_err(storage)?;
     let rows = stmt
         .query_map(params![user.to_string()], |r| r.get::<_, String>(0))
@@ -398,7 +408,7 @@ pub(crate) enum Payload<'a> {
 
 /// The result of processing one sealed inbox item.
 pub(crate) enum Opened {
-    Event(Event),
+    Event(Box<Event>),
     Nothing,
 }
 
@@ -462,10 +472,7 @@ impl Client {
             )));
         }
         if ours.speaks_mls() && caps.provider_rooms && all_mls {
-            return Ok(choice(
-                Mechanism::MlsRoom,
-                "both sides speak MLS".into(),
-            ));
+            return Ok(choice(Mechanism::MlsRoom, "both sides speak MLS".into()));
         }
         if !(caps.provider_signal && any_signal) {
             return Err(ClientError::Usage(format!(
@@ -519,7 +526,11 @@ impl Client {
         let issuer = self.issuer_key(self.id.domain()).await?;
         cert.verify(&issuer, now_ms())
             .map_err(|e| ClientError::Untrusted(format!("our sender certificate: {e}")))?;
-        set_setting(&self.db(), "signal_sender_certificate", &hex::encode(&resp.certificate))?;
+        set_setting(
+            &self.db(),
+            "signal_sender_certificate",
+            &hex::encode(&resp.certificate),
+        )?;
         Ok(cert)
     }
 
@@ -610,9 +621,9 @@ impl Client {
                 .ok_or_else(|| ClientError::Bug(format!("no session with {device}")))?;
             let (content_type, bytes) = match payload {
                 Payload::Ratchet(frame) => {
-                    let out = session
-                        .encrypt(&pad(frame), &mut OsRng)
-                        .map_err(|e| ClientError::Protocol(format!("encrypting for {device}: {e}")))?;
+                    let out = session.encrypt(&pad(frame), &mut OsRng).map_err(|e| {
+                        ClientError::Protocol(format!("encrypting for {device}: {e}"))
+                    })?;
                     save_session(conn, device, &session)?;
                     let t = match out.kind {
                         MessageKind::PreKey => ContentType::PreKey,
@@ -665,15 +676,18 @@ impl Client {
             let Some((recipient, frame, request)) = row else {
                 return Ok(());
             };
-            let body: SealedSend =
-                serde_json::from_slice(&request).map_err(|e| ClientError::Storage(e.to_string()))?;
+            let body: SealedSend = serde_json::from_slice(&request)
+                .map_err(|e| ClientError::Storage(e.to_string()))?;
             let sent: Result<serde_json::Value, ClientError> = self
                 .signed(reqwest::Method::POST, "/v1/signal/messages", Some(&body))
                 .await;
             match sent {
                 Ok(_) => {
                     self.db()
-                        .execute("DELETE FROM direct_outbox WHERE id = ?1", params![outbox_id])
+                        .execute(
+                            "DELETE FROM direct_outbox WHERE id = ?1",
+                            params![outbox_id],
+                        )
                         .map_err(storage)?;
                     return Ok(());
                 }
@@ -688,11 +702,20 @@ impl Client {
                     crate::blocking(|| {
                         let local = self.db();
                         in_transaction(&local, |conn| {
-                            conn.execute("DELETE FROM direct_outbox WHERE id = ?1", params![outbox_id])
-                                .map_err(storage)?;
+                            conn.execute(
+                                "DELETE FROM direct_outbox WHERE id = ?1",
+                                params![outbox_id],
+                            )
+                            .map_err(storage)?;
                             // Keep the row id stable for the caller.
-                            let new_id =
-                                self.seal_for(conn, &user, &devices, &Payload::Ratchet(&frame), &cert, &frame)?;
+                            let new_id = self.seal_for(
+                                conn,
+                                &user,
+                                &devices,
+                                &Payload::Ratchet(&frame),
+                                &cert,
+                                &frame,
+                            )?;
                             conn.execute(
                                 "UPDATE direct_outbox SET id = ?1 WHERE id = ?2",
                                 params![outbox_id, new_id],
@@ -721,8 +744,16 @@ impl Client {
         let current: Vec<ClientId> = caps
             .clients
             .iter()
-            .filter(|c| c.protocols.iter().any(|p| p == entente_wire::signal::PROTOCOL_SIGNAL))
-            .filter_map(|c| ClientId::parse_uri(&c.client).or_else(|_| c.client.parse()).ok())
+            .filter(|c| {
+                c.protocols
+                    .iter()
+                    .any(|p| p == entente_wire::signal::PROTOCOL_SIGNAL)
+            })
+            .filter_map(|c| {
+                ClientId::parse_uri(&c.client)
+                    .or_else(|_| c.client.parse())
+                    .ok()
+            })
             .collect();
         let have = crate::blocking(|| session_clients(&self.db(), user))?;
         {
@@ -819,7 +850,12 @@ impl Client {
             sender_client: self.id.clone(),
             message_id,
             timestamp_ms: now_ms(),
-            text: Some(content.display_text().map(|t| t.text.to_owned()).unwrap_or_default()),
+            text: Some(
+                content
+                    .display_text()
+                    .map(|t| t.text.to_owned())
+                    .unwrap_or_default(),
+            ),
             content: bytes,
             outgoing: true,
         };
@@ -860,8 +896,12 @@ impl Client {
             let (conv, user, client, mid, ts, content, outgoing) = row.map_err(storage)?;
             out.push(DirectEntry {
                 conversation: Conversation::parse_key(&conv)?,
-                sender: user.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
-                sender_client: client.parse().map_err(|e| ClientError::Storage(format!("{e}")))?,
+                sender: user
+                    .parse()
+                    .map_err(|e| ClientError::Storage(format!("{e}")))?,
+                sender_client: client
+                    .parse()
+                    .map_err(|e| ClientError::Storage(format!("{e}")))?,
                 message_id: mid.as_slice().try_into().unwrap_or([0; 32]),
                 timestamp_ms: ts as u64,
                 text: MimiContent::decode(&content)
@@ -902,7 +942,10 @@ impl Client {
         let mut out = Vec::new();
         for r in rows {
             let s = r.map_err(storage)?;
-            out.push(s.parse().map_err(|e| ClientError::Storage(format!("{s}: {e}")))?);
+            out.push(
+                s.parse()
+                    .map_err(|e| ClientError::Storage(format!("{s}: {e}")))?,
+            );
         }
         Ok(out)
     }
@@ -936,10 +979,15 @@ impl Client {
                         params![client],
                     )
                     .map_err(storage)?;
-                    conn.execute("DELETE FROM signal_sessions WHERE peer_client = ?1", params![client])
-                        .map_err(storage)?;
+                    conn.execute(
+                        "DELETE FROM signal_sessions WHERE peer_client = ?1",
+                        params![client],
+                    )
+                    .map_err(storage)?;
                     let mut stmt = conn
-                        .prepare("SELECT id, sealed FROM signal_held WHERE peer_client = ?1 ORDER BY id")
+                        .prepare(
+                            "SELECT id, sealed FROM signal_held WHERE peer_client = ?1 ORDER BY id",
+                        )
                         .map_err(storage)?;
                     let rows = stmt
                         .query_map(params![client], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -958,7 +1006,7 @@ impl Client {
                 .execute("DELETE FROM signal_held WHERE id = ?1", params![id])
                 .map_err(storage)?;
             match opened {
-                Ok(Opened::Event(e)) => events.push(e),
+                Ok(Opened::Event(e)) => events.push(*e),
                 Ok(Opened::Nothing) => {}
                 Err(e) => events.push(Event::Rejected {
                     room: entente_wire::signal::SEALED_INBOX.into(),
@@ -970,11 +1018,14 @@ impl Client {
     }
 
     /// Processes a sealed inbox item (the caller checked `item.room`).
-    pub(crate) async fn process_sealed(&mut self, item: &InboxItem) -> Result<Option<Event>, ClientError> {
+    pub(crate) async fn process_sealed(
+        &mut self,
+        item: &InboxItem,
+    ) -> Result<Option<Event>, ClientError> {
         let cursor = item.seq.to_string();
         let opened = self.open_sealed(&item.fanout, Some(&cursor)).await;
         match opened {
-            Ok(Opened::Event(e)) => Ok(Some(e)),
+            Ok(Opened::Event(e)) => Ok(Some(*e)),
             Ok(Opened::Nothing) => Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "dropping an undecryptable or invalid sealed message");
@@ -1028,17 +1079,26 @@ impl Client {
                         params![sender_client.to_string(), sealed, now_secs() as i64],
                     )
                     .map_err(storage)?;
-                    return Ok(Opened::Event(Event::IdentityChanged {
+                    return Ok(Opened::Event(Box::new(Event::IdentityChanged {
                         user: sender_user.clone(),
                         client: sender_client.clone(),
-                    }));
+                    })));
                 }
                 let plaintext = match unsealed.content_type {
-                    ContentType::PreKey | ContentType::Whisper => {
-                        self.decrypt_pairwise(conn, &me, &sender_client, &cert.identity_key, unsealed.content_type, &unsealed.content)?
-                    }
+                    ContentType::PreKey | ContentType::Whisper => self.decrypt_pairwise(
+                        conn,
+                        &me,
+                        &sender_client,
+                        &cert.identity_key,
+                        unsealed.content_type,
+                        &unsealed.content,
+                    )?,
                     ContentType::SenderKey => {
-                        return groups::open_sender_key_message(conn, &sender_client, &unsealed.content);
+                        return groups::open_sender_key_message(
+                            conn,
+                            &sender_client,
+                            &unsealed.content,
+                        );
                     }
                     other => {
                         return Err(ClientError::Protocol(format!(
@@ -1099,7 +1159,11 @@ impl Client {
             &mut OsRng,
         )
         .map_err(|e| ClientError::Protocol(format!("first message from {sender}: {e}")))?;
-        prekeys::consume(conn, accepted.info.one_time_prekey_id, accepted.info.kyber_prekey_id)?;
+        prekeys::consume(
+            conn,
+            accepted.info.one_time_prekey_id,
+            accepted.info.kyber_prekey_id,
+        )?;
         save_session(conn, sender, &accepted.session)?;
         Ok(accepted.plaintext)
     }
@@ -1115,16 +1179,17 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("empty frame".into()))?;
         match kind {
             FRAME_DIRECT => {
-                let entry = received_entry(Conversation::Direct(sender.user().clone()), sender, body)?;
+                let entry =
+                    received_entry(Conversation::Direct(sender.user().clone()), sender, body)?;
                 if insert_history(conn, &entry)? {
-                    Ok(Opened::Event(Event::Direct(entry)))
+                    Ok(Opened::Event(Box::new(Event::Direct(entry))))
                 } else {
                     Ok(Opened::Nothing)
                 }
             }
             FRAME_GROUP_MESSAGE | FRAME_GROUP_CONTROL | FRAME_SENDER_KEY => {
                 groups::apply_group_frame(conn, sender, kind, body).map(|e| match e {
-                    Some(e) => Opened::Event(e),
+                    Some(e) => Opened::Event(Box::new(e)),
                     None => Opened::Nothing,
                 })
             }
@@ -1139,7 +1204,8 @@ pub(crate) fn received_entry(
     sender: &ClientId,
     content: &[u8],
 ) -> Result<DirectEntry, ClientError> {
-    let parsed = MimiContent::decode(content).map_err(|e| ClientError::Protocol(format!("content: {e}")))?;
+    let parsed =
+        MimiContent::decode(content).map_err(|e| ClientError::Protocol(format!("content: {e}")))?;
     let message_id = *parsed
         .message_id(&sender.user().to_string(), &conversation.message_id_scope())
         .map_err(|e| ClientError::Protocol(format!("message id: {e}")))?

@@ -40,8 +40,8 @@ impl Client {
     /// Tops up the single-use KeyPackages on the provider, and uploads a last-resort
     /// one if it has none. Returns how many are available afterwards.
     pub async fn replenish_key_packages(&mut self) -> Result<u64, ClientError> {
-        let speaks_mls = crate::channel::load_identity(&self.db())?
-            .is_none_or(|i| i.protocols.speaks_mls());
+        let speaks_mls =
+            crate::channel::load_identity(&self.db())?.is_none_or(|i| i.protocols.speaks_mls());
         if !speaks_mls {
             return Ok(0);
         }

@@ -619,7 +619,9 @@ impl Client {
         }
         if !events.is_empty() {
             let _ = self.replenish_key_packages().await;
-            if events.iter().any(|e| matches!(e, Event::Direct(_) | Event::DirectGroupChanged { .. }))
+            if events
+                .iter()
+                .any(|e| matches!(e, Event::Direct(_) | Event::DirectGroupChanged { .. }))
                 && let Err(e) = self.replenish_prekeys().await
             {
                 tracing::info!(error = %e, "could not top up Signal prekeys");

@@ -99,8 +99,8 @@ pub mod b64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = <&str>::deserialize(d)?;
-        decode(s).map_err(serde::de::Error::custom)
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        decode(&s).map_err(serde::de::Error::custom)
     }
 
     /// For `Vec<Vec<u8>>`.

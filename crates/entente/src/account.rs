@@ -497,7 +497,10 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
                 }
             };
             if common.json {
-                println!("{}", serde_json::json!({"room": room.to_string(), "mechanism": "mls"}));
+                println!(
+                    "{}",
+                    serde_json::json!({"room": room.to_string(), "mechanism": "mls"})
+                );
             } else {
                 println!("Chat with {} (MLS room): {room}", peer.handle());
             }
@@ -585,8 +588,8 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
                     match direct_room(&client, &peer)? {
                         Some(r) => r,
                         None => {
-                            let entries =
-                                client.direct_history(&Conversation::Direct(peer.clone()), limit)?;
+                            let entries = client
+                                .direct_history(&Conversation::Direct(peer.clone()), limit)?;
                             if entries.is_empty() {
                                 bail!("no chat with {u} yet");
                             }

@@ -36,21 +36,8 @@ use anyhow::{Context, Result, ensure};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Measure pairwise channels, sender keys and MLS for groups of 2 to 1,000
-/// members; write the table and the plot.
-///
-/// Everything runs in this process, on one thread, with our real
-/// implementations: no network, no providers. Bytes are those of the protocol
-/// messages themselves (no TLS, HTTP, MIMI framing or sealed-sender envelope).
-/// CPU times are wall-clock times of single-threaded work (std::time::Instant),
-/// so run it on a quiet machine and in release mode:
-///
-///   cargo run --release -p entente -- compare-groups
-///
-/// The default run takes a few minutes on two cores. Try a quick one with
-/// `--sizes 2,10,100 --messages 5 --changes 1`.
+/// The options of `entente compare-groups` (main.rs gives the command's help).
 #[derive(Args, Debug, Clone)]
-#[command(verbatim_doc_comment)]
 pub struct CompareArgs {
     /// Group sizes to measure (members, each at least 2), comma-separated.
     #[arg(
@@ -349,7 +336,11 @@ impl Samples {
         let mut v: Vec<f64> = self.0.iter().map(|d| micros(*d)).collect();
         v.sort_by(f64::total_cmp);
         let mid = v.len() / 2;
-        match (v.len() % 2, v.get(mid), mid.checked_sub(1).and_then(|i| v.get(i))) {
+        match (
+            v.len() % 2,
+            v.get(mid),
+            mid.checked_sub(1).and_then(|i| v.get(i)),
+        ) {
             (1, Some(m), _) => *m,
             (0, Some(hi), Some(lo)) => (hi + lo) / 2.0,
             _ => 0.0,
@@ -457,7 +448,10 @@ mod tests {
             }
         }
         for property in ["forward secrecy", "post-compromise security"] {
-            assert!(md.contains(property), "the report never mentions {property}");
+            assert!(
+                md.contains(property),
+                "the report never mentions {property}"
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod compare_groups;
 mod demo;
 mod file_cmd;
 mod file_load;
@@ -97,6 +98,22 @@ enum Command {
     ///   entente group remove 3fa2c1 carol@c.example
     #[command(subcommand, verbatim_doc_comment)]
     Group(group_cmd::GroupCommand),
+    /// Compare group mechanisms (pairwise Double Ratchet, sender keys, MLS) for
+    /// groups of 2 to 1,000 members; write docs/group-mechanisms.md and .png
+    ///
+    /// Measures bytes on the wire and CPU time per message and per membership
+    /// change (add one member, remove one). Everything runs in this process with
+    /// Entente's own implementations: no network, no providers. CPU times are
+    /// wall-clock times of single-threaded work: run it on a quiet machine, in
+    /// release mode. The default run takes a few minutes:
+    ///
+    ///   cargo run --release -p entente -- compare-groups
+    ///
+    /// A quick look, written elsewhere:
+    ///
+    ///   entente compare-groups --sizes 2,10,100 --messages 5 --changes 1 --out /tmp/cg
+    #[command(verbatim_doc_comment)]
+    CompareGroups(compare_groups::CompareArgs),
     /// Load test: push messages between users of two local providers and report
     /// throughput and latency.
     Load(load::LoadArgs),
@@ -153,6 +170,7 @@ fn main() -> ExitCode {
             Command::Room(c) => room_cmd::run(c, cli.common).await,
             Command::File(c) => file_cmd::run(c, cli.common).await,
             Command::Group(c) => group_cmd::run(c, cli.common).await,
+            Command::CompareGroups(a) => compare_groups::run(a),
             Command::Load(a) => load::run(a).await,
             Command::LoadGroup(a) => group_load::run(a).await,
             Command::LoadFiles(a) => file_load::run(a).await,

@@ -107,7 +107,9 @@ fn parse_members(members: &[String]) -> Result<Vec<UserId>, ClientError> {
         }
     }
     if out.len() > 2000 {
-        return Err(ClientError::Protocol("group of more than 2,000 members".into()));
+        return Err(ClientError::Protocol(
+            "group of more than 2,000 members".into(),
+        ));
     }
     Ok(out)
 }
@@ -210,7 +212,9 @@ pub(crate) fn apply_group_frame(
                     )));
                 }
                 if g.mechanism != mechanism {
-                    return Err(ClientError::Protocol("a group's mechanism cannot change".into()));
+                    return Err(ClientError::Protocol(
+                        "a group's mechanism cannot change".into(),
+                    ));
                 }
             } else if !members.contains(sender_user) {
                 return Err(ClientError::Protocol(format!(
@@ -311,7 +315,7 @@ pub(crate) fn open_sender_key_message(
                     ));
                 }
                 return apply_group_frame(conn, sender, kind, body).map(|e| match e {
-                    Some(e) => Opened::Event(e),
+                    Some(e) => Opened::Event(Box::new(e)),
                     None => Opened::Nothing,
                 });
             }
@@ -402,7 +406,10 @@ impl Client {
     ) -> Result<DirectGroup, ClientError> {
         let mut g = self.require_direct_group(group)?;
         if g.members.contains(user) {
-            return Err(ClientError::Usage(format!("{} is a member already", user.handle())));
+            return Err(ClientError::Usage(format!(
+                "{} is a member already",
+                user.handle()
+            )));
         }
         g.members.push(user.clone());
         crate::blocking(|| save_group(&self.db(), &g))?;
@@ -419,7 +426,10 @@ impl Client {
     ) -> Result<DirectGroup, ClientError> {
         let mut g = self.require_direct_group(group)?;
         if !g.members.contains(user) {
-            return Err(ClientError::Usage(format!("{} is not a member", user.handle())));
+            return Err(ClientError::Usage(format!(
+                "{} is not a member",
+                user.handle()
+            )));
         }
         let mut told = g.members.clone();
         g.members.retain(|m| m != user);
@@ -447,11 +457,12 @@ impl Client {
     }
 
     fn require_direct_group(&self, group: &[u8; 16]) -> Result<DirectGroup, ClientError> {
-        let g = load_group(&self.db(), group)?.ok_or_else(|| {
-            ClientError::Usage(format!("no group {}", hex::encode(group)))
-        })?;
+        let g = load_group(&self.db(), group)?
+            .ok_or_else(|| ClientError::Usage(format!("no group {}", hex::encode(group))))?;
         if !g.members.contains(self.user()) {
-            return Err(ClientError::Usage("you are not a member of that group".into()));
+            return Err(ClientError::Usage(
+                "you are not a member of that group".into(),
+            ));
         }
         Ok(g)
     }
@@ -521,7 +532,8 @@ impl Client {
                 }
             }
             GroupMechanism::SenderKeys => {
-                self.send_with_sender_key(&g, &others, &frame, &entry).await?;
+                self.send_with_sender_key(&g, &others, &frame, &entry)
+                    .await?;
             }
         }
         Ok(message_id)

@@ -8,12 +8,12 @@ use entente_core::signal::session::PreKeyStore;
 use entente_wire::signal::{
     KyberPreKey as KyberPreKeyJson, OneTimePreKey, PreKeyStatus, PreKeyUpload, SignedPreKey,
 };
-use rand::rngs::OsRng;
 use rand::Rng as _;
+use rand::rngs::OsRng;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Protocols;
-use crate::store::{setting, set_setting, storage};
+use crate::store::{set_setting, setting, storage};
 use crate::{Client, ClientError, now_secs};
 
 /// One-time prekeys (classic and ML-KEM) kept on the provider.
@@ -42,7 +42,10 @@ pub(crate) struct LocalIdentity {
 
 /// The identity, created on first use (devices registered before the channel
 /// existed get one the first time they need it).
-pub(crate) fn identity(conn: &Connection, create_as: Protocols) -> Result<LocalIdentity, ClientError> {
+pub(crate) fn identity(
+    conn: &Connection,
+    create_as: Protocols,
+) -> Result<LocalIdentity, ClientError> {
     if let Some(found) = load_identity(conn)? {
         return Ok(found);
     }
@@ -120,7 +123,11 @@ fn store_private(
 }
 
 /// Forgets a one-time prekey once a session used it (last-resort keys stay).
-pub(crate) fn consume(conn: &Connection, one_time: Option<u32>, kyber: Option<u32>) -> Result<(), ClientError> {
+pub(crate) fn consume(
+    conn: &Connection,
+    one_time: Option<u32>,
+    kyber: Option<u32>,
+) -> Result<(), ClientError> {
     if let Some(id) = one_time {
         conn.execute(
             "DELETE FROM signal_prekeys WHERE kind = ?1 AND id = ?2",
@@ -198,14 +205,43 @@ impl Client {
         let Some(upload) = upload else {
             return Ok(status);
         };
-        self.signed(reqwest::Method::POST, "/v1/signal/prekeys", Some(&upload))
-            .await
+        let mut upload = upload;
+        for _ in 0..4 {
+            match self
+                .signed(reqwest::Method::POST, "/v1/signal/prekeys", Some(&upload))
+                .await
+            {
+                // Another device of ours drew the same small device id: draw again.
+                Err(ClientError::Provider {
+                    status: 409, code, ..
+                }) if code == "device_id_taken" => {
+                    let device_id = OsRng.gen_range(1..=127u32);
+                    self.db()
+                        .execute(
+                            "UPDATE signal_identity SET device_id = ?1",
+                            params![device_id],
+                        )
+                        .map_err(storage)?;
+                    upload.device_id = device_id;
+                }
+                other => return other,
+            }
+        }
+        Err(ClientError::Provider {
+            status: 409,
+            code: "device_id_taken".into(),
+            message: "no free Signal device id found for this device; try again".into(),
+            retry_after_secs: None,
+        })
     }
 }
 
 /// What to upload, given the provider's status; the private halves are stored
 /// (in the caller's transaction) before anything leaves the device.
-fn build_upload(conn: &Connection, status: &PreKeyStatus) -> Result<Option<PreKeyUpload>, ClientError> {
+fn build_upload(
+    conn: &Connection,
+    status: &PreKeyStatus,
+) -> Result<Option<PreKeyUpload>, ClientError> {
     let me = identity(conn, Protocols::MlsAndSignal)?;
     let now = now_secs();
     let newest_signed: Option<i64> = conn
@@ -240,7 +276,11 @@ fn build_upload(conn: &Connection, status: &PreKeyStatus) -> Result<Option<PreKe
              AND (?3 = 0 OR last_resort = 1)
              AND created_at < (SELECT MAX(created_at) FROM signal_prekeys
                                WHERE kind = ?1 AND (?3 = 0 OR last_resort = 1))",
-            params![kind, now.saturating_sub(SIGNED_PREKEY_KEEP_SECS) as i64, only_last_resort],
+            params![
+                kind,
+                now.saturating_sub(SIGNED_PREKEY_KEEP_SECS) as i64,
+                only_last_resort
+            ],
         )
         .map_err(storage)?;
     }

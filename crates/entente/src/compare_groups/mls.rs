@@ -12,7 +12,7 @@
 //! member joins by its Welcome and then commits the next two additions, so only
 //! O(N) Welcomes are processed. A *fresh* tree, as right after one commit added
 //! everyone: nearly all parent nodes are blank, so a commit encrypts its path to
-//! almost every leaf; it shows the cost of membership changes in a newly created
+//! the leaves of whole blank subtrees one by one; it shows the cost of membership changes in a newly created
 //! large group until its members have committed. (Its creator then updates its
 //! own leaf a few times, which leaves the tree as blank, so that members hold as
 //! many past epochs as in the full tree: OpenMLS's per-message and per-commit
@@ -205,7 +205,10 @@ impl World {
             }
         }
         if current_leaf != n - 1 {
-            bail!("bug: the last committer is leaf {current_leaf}, not {}", n - 1);
+            bail!(
+                "bug: the last committer is leaf {current_leaf}, not {}",
+                n - 1
+            );
         }
         Ok(Group {
             n,
@@ -315,7 +318,8 @@ fn join_config() -> MlsGroupJoinConfig {
 }
 
 fn encode(m: &MlsMessageOut) -> Result<Vec<u8>> {
-    m.tls_serialize_detached().context("encoding an MLS message")
+    m.tls_serialize_detached()
+        .context("encoding an MLS message")
 }
 
 impl Member {
@@ -345,7 +349,11 @@ impl Member {
     }
 
     /// Commits the adds (or the removal), with a path, and merges it.
-    fn commit(&mut self, adds: Vec<KeyPackage>, remove: Option<LeafNodeIndex>) -> Result<CommitOut> {
+    fn commit(
+        &mut self,
+        adds: Vec<KeyPackage>,
+        remove: Option<LeafNodeIndex>,
+    ) -> Result<CommitOut> {
         let provider = &self.provider;
         let signer = &self.signer;
         let group = self.group.as_mut().context("bug: not in the group")?;
@@ -410,11 +418,13 @@ impl Member {
             MlsMessageBodyIn::Welcome(w) => w,
             _ => bail!("bug: expected a Welcome"),
         };
-        let tree = RatchetTreeIn::tls_deserialize_exact(tree.as_slice()).context("decoding a tree")?;
-        let group = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, Some(tree))
-            .context("processing a Welcome")?
-            .into_group(&self.provider)
-            .context("joining")?;
+        let tree =
+            RatchetTreeIn::tls_deserialize_exact(tree.as_slice()).context("decoding a tree")?;
+        let group =
+            StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, Some(tree))
+                .context("processing a Welcome")?
+                .into_group(&self.provider)
+                .context("joining")?;
         self.group = Some(group);
         Ok(())
     }
@@ -492,8 +502,8 @@ impl Group {
 
     fn restore(&mut self, saved: &[HashMap<Vec<u8>, Vec<u8>>]) -> Result<()> {
         let gid = self.group_id.clone();
-        let members = std::iter::once(&mut self.committer)
-            .chain(self.receivers.iter_mut().map(|(_, m)| m));
+        let members =
+            std::iter::once(&mut self.committer).chain(self.receivers.iter_mut().map(|(_, m)| m));
         for (m, s) in members.zip(saved) {
             m.restore(s, &gid)?;
         }
@@ -528,7 +538,8 @@ impl Group {
             cost.sent = out.bytes();
             // The Commit to every other member, the Welcome and the tree to the
             // newcomer, the KeyPackage to the committer.
-            cost.delivered = out.commit.len() as u64 * (self.n as u64 - 1) + welcome + tree + kp_len;
+            cost.delivered =
+                out.commit.len() as u64 * (self.n as u64 - 1) + welcome + tree + kp_len;
             self.restore(&saved)?;
         }
         cost.sender_us = sender.median_us();

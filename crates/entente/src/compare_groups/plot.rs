@@ -255,11 +255,14 @@ fn panel(
         };
         drawn.label(s.label.as_str()).legend(move |(x, y)| {
             let style = ShapeStyle::from(&legend_color).stroke_width(2);
-            if dashed {
-                PathElement::new(vec![(x, y), (x + 7, y)], style)
+            // Offsets from (x, y), where the legend entry starts.
+            let first = PathElement::new(vec![(0, 0), (8, 0)], style);
+            let second = if dashed {
+                PathElement::new(vec![(13, 0), (20, 0)], style)
             } else {
-                PathElement::new(vec![(x, y), (x + 20, y)], style)
-            }
+                PathElement::new(vec![(8, 0), (20, 0)], style)
+            };
+            EmptyElement::at((x, y)) + first + second
         });
         chart
             .draw_series(

@@ -24,12 +24,17 @@ pub(crate) fn markdown(r: &Results, plot: &str) -> String {
     let _ = writeln!(
         s,
         "- Parameters: {} plaintext bytes per message; per-message figures are the mean \
-         of {} messages, membership changes the mean of {} repetitions from the same \
+         of {} messages, membership changes the median of {} repetitions from the same \
          state; receiving costs are measured on up to {} members spread over the group \
          and averaged.",
         p.payload, p.messages, p.changes, p.receivers
     );
-    let _ = writeln!(s, "- Run time: {}{}\n", duration(r.elapsed.as_secs_f64() * 1e6), contention(r));
+    let _ = writeln!(
+        s,
+        "- Run time: {}{}\n",
+        duration(r.elapsed.as_secs_f64() * 1e6),
+        contention(r)
+    );
     let _ = writeln!(s, "![Bytes and CPU time against group size]({plot})\n");
     let _ = writeln!(
         s,
@@ -186,37 +191,39 @@ fn findings(s: &mut String, rows: &[Row]) {
     let mut lines = Vec::new();
     if let Some(c) = add(Mechanism::Pairwise) {
         lines.push(format!(
-            "pairwise, the newcomer fetches {big} prekey bundles and sets up {big} \
-             sessions ({} of its CPU, {} delivered in all)",
+            "with pairwise channels the newcomer fetches {big} prekey bundles and sets \
+             up {big} sessions ({} of its CPU, {} per member to accept; {} delivered in \
+             all, mostly the ML-KEM keys and ciphertexts of PQXDH)",
             duration(c.sender_us),
+            duration(c.receiver_us),
             bytes(c.delivered)
         ));
     }
     if let Some(c) = add(Mechanism::SenderKeys) {
         lines.push(format!(
-            "sender keys, the same sessions carry the newcomer's sender key out and \
-             every member's in ({} for the newcomer, {} delivered)",
+            "with sender keys the same sessions carry the newcomer's sender key out \
+             and every member's back ({} for the newcomer, {} delivered)",
             duration(c.sender_us),
             bytes(c.delivered)
         ));
     }
     if let Some(c) = add(Mechanism::Mls) {
         lines.push(format!(
-            "MLS, one Commit to every member plus a Welcome and the ratchet tree to the \
-             newcomer ({} sent by the committer; {} of its CPU, {} per member, {} for the \
-             newcomer; {} delivered)",
+            "with MLS the committer sends one Commit, for every member, and a Welcome \
+             with the ratchet tree, for the newcomer ({} sent; {} delivered): {} of the \
+             committer's CPU, {} for each member and {} for the newcomer",
             bytes(c.sent),
+            bytes(c.delivered),
             duration(c.sender_us),
             duration(c.receiver_us),
             duration(c.newcomer_us),
-            bytes(c.delivered)
         ));
     }
     if !lines.is_empty() {
         let _ = writeln!(
             s,
-            "- **Adding a member** to {big} costs, with {}.",
-            lines.join("; with ")
+            "- **Adding a member** to a group of {big}: {}.",
+            lines.join("; ")
         );
     }
 
@@ -234,7 +241,7 @@ fn findings(s: &mut String, rows: &[Row]) {
              the size",
             c.senders,
             c.senders.saturating_sub(1),
-            c.senders * c.senders.saturating_sub(1),
+            count(c.senders * c.senders.saturating_sub(1)),
             bytes(c.delivered),
             duration(c.sender_us + c.receiver_us),
             duration(c.total_us())
@@ -245,9 +252,10 @@ fn findings(s: &mut String, rows: &[Row]) {
             .map(|f| {
                 format!(
                     " On the fresh tree of a group one commit has just created, the \
-                     parent nodes are blank and the committer encrypts its path to \
-                     nearly every leaf: the Commit grows to {} ({} delivered, {} for \
-                     the committer), until members' own commits fill the tree.",
+                     parent nodes are blank, so the committer encrypts its path to the \
+                     leaves of whole blank subtrees one by one instead of to one node \
+                     per level: the Commit grows to {} ({} delivered, {} for the \
+                     committer), until members' own commits fill the tree.",
                     bytes(f.sent),
                     bytes(f.delivered),
                     duration(f.sender_us)
@@ -276,8 +284,8 @@ fn findings(s: &mut String, rows: &[Row]) {
          the sender pays one encryption and one upload per member for every message. \
          Sender keys make sending cheap and keep pairwise sessions only to distribute \
          keys, which makes a removal expensive (it grows with the square of the group) \
-         and gives up post-compromise security between rotations. MLS sends one message \
-         per message and one Commit per change, shuts a removed member out at once and \
+         and gives up post-compromise security between rotations. MLS sends each message \
+         once and one Commit per change, shuts a removed member out at once and \
          heals after a compromise as soon as the member commits; in exchange every \
          member works on every Commit, Commits are large while the tree has blank \
          nodes, and, with OpenMLS's storage as Entente uses it, every message costs \
@@ -299,13 +307,13 @@ fn method(s: &mut String) {
          from the directory for a change: prekey bundles (key bytes and signatures, \
          without JSON) and the newcomer's KeyPackage.\n\
          - **CPU** is wall-clock time of single-threaded work (`std::time::Instant`), \
-         encoding and decoding included. Receivers: the mean over the sampled members; \
-         \"all members\" multiplies it by the number of members that receive and adds \
+         encoding and decoding included. Receivers: over the sampled members (the mean \
+         for messages, the median for changes); \"all members\" multiplies it by the number of members that receive and adds \
          the senders' and the newcomer's share.\n\
          - **Pairwise message**: one SignalMessage per other member over sessions that \
          have seen a round trip. Each measured run is a series of messages from one \
-         sender, so the recipient's first decryption includes a DH ratchet step and \
-         the rest are chain steps.\n\
+         sender, so its first message includes a DH ratchet step (a new ratchet key \
+         at the sender, a DH at the recipient) and the rest are chain steps.\n\
          - **Sender-key message**: one SenderKeyMessage (AES-CBC, signed), fanned out.\n\
          - **MLS message**: one PrivateMessage (signed inside, AES-GCM).\n\
          - **Pairwise add**: the newcomer (the sender here) fetches every member's \
@@ -406,17 +414,24 @@ fn tables(s: &mut String, rows: &[Row]) {
     }
 }
 
+/// "997,002": a count with thousands separators.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// "12 B", "1,234 B", "12.3 kB", "4.56 MB" (powers of 1000).
 pub(crate) fn bytes(b: u64) -> String {
     let x = b as f64;
     if b < 10_000 {
-        let s = b.to_string();
-        if s.len() > 3 {
-            let (a, c) = s.split_at(s.len() - 3);
-            format!("{a},{c} B")
-        } else {
-            format!("{s} B")
-        }
+        format!("{} B", count(b))
     } else if x < 1e6 {
         format!("{} kB", sig3(x / 1e3))
     } else if x < 1e9 {
@@ -467,7 +482,9 @@ fn contention(r: &Results) -> String {
         }
     }
     if let (Some(a), Some(b)) = r.load {
-        parts.push(format!("load average {a:.1} at the start, {b:.1} at the end"));
+        parts.push(format!(
+            "load average {a:.1} at the start, {b:.1} at the end"
+        ));
     }
     if parts.is_empty() {
         String::new()
@@ -572,6 +589,9 @@ mod tests {
     fn formats() {
         assert_eq!(bytes(12), "12 B");
         assert_eq!(bytes(1234), "1,234 B");
+        assert_eq!(count(997_002), "997,002");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(count(999), "999");
         assert_eq!(bytes(12_345), "12.3 kB");
         assert_eq!(bytes(4_560_000), "4.56 MB");
         assert_eq!(duration(0.0), "0");

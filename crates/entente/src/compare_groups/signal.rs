@@ -51,11 +51,7 @@ pub(crate) fn pairwise(n: usize, plan: &Plan, progress: &Progress) -> Result<Mea
 }
 
 /// Sender keys: messages, add, remove.
-pub(crate) fn sender_keys(
-    n: usize,
-    plan: &Plan,
-    progress: &Progress,
-) -> Result<Measured> {
+pub(crate) fn sender_keys(n: usize, plan: &Plan, progress: &Progress) -> Result<Measured> {
     let mut rng = StdRng::from_entropy();
     progress.step(format!("setting up {} sessions and sender keys", n - 1));
     let mut star = Star::new(n, plan.receivers, &mut rng, |member, rng| {
@@ -94,13 +90,9 @@ impl Member {
     fn new(rng: &mut StdRng) -> Self {
         let identity = IdentityKeyPair::generate(rng);
         let signed = PrivateKey::generate(rng);
-        let signed_signature = identity
-            .private()
-            .sign(&signed.public_key().encode(), rng);
+        let signed_signature = identity.private().sign(&signed.public_key().encode(), rng);
         let kyber = KemKeyPair::generate(rng);
-        let kyber_signature = identity
-            .private()
-            .sign(&kyber.public_key().encode(), rng);
+        let kyber_signature = identity.private().sign(&kyber.public_key().encode(), rng);
         Self {
             registration_id: rng.gen_range(1..16_380),
             identity,
@@ -141,7 +133,9 @@ impl Member {
     ) -> Result<(Session, OutgoingMessage)> {
         let mut s = Session::initiate(&self.identity, self.registration_id, peer, rng)
             .context("starting a session")?;
-        let m = s.encrypt(first, rng).context("encrypting a first message")?;
+        let m = s
+            .encrypt(first, rng)
+            .context("encrypting a first message")?;
         Ok((s, m))
     }
 
@@ -261,7 +255,12 @@ impl Star {
 
     /// `count` messages from the hub, each encrypted once per member; the sampled
     /// members decrypt theirs.
-    fn pairwise_messages(&mut self, count: usize, payload: usize, rng: &mut StdRng) -> Result<Cost> {
+    fn pairwise_messages(
+        &mut self,
+        count: usize,
+        payload: usize,
+        rng: &mut StdRng,
+    ) -> Result<Cost> {
         let plaintext = vec![0x42u8; payload];
         let mut sender = Samples::default();
         let mut receiver = Samples::default();
@@ -279,7 +278,10 @@ impl Star {
                 let (Some(p), Some(m)) = (self.peers.get_mut(i), out.get(i)) else {
                     bail!("bug: no member {i}");
                 };
-                ensure!(m.kind == MessageKind::Whisper, "bug: session not established");
+                ensure!(
+                    m.kind == MessageKind::Whisper,
+                    "bug: session not established"
+                );
                 let t = Instant::now();
                 let got = p.peer_side.decrypt(m.kind, &m.bytes)?;
                 receiver.push(t.elapsed());
@@ -353,7 +355,12 @@ impl Star {
 
     /// `count` messages from the hub, each encrypted once with its sender key; the
     /// sampled members decrypt them.
-    fn sender_key_messages(&mut self, count: usize, payload: usize, rng: &mut StdRng) -> Result<Cost> {
+    fn sender_key_messages(
+        &mut self,
+        count: usize,
+        payload: usize,
+        rng: &mut StdRng,
+    ) -> Result<Cost> {
         let plaintext = vec![0x42u8; payload];
         let mut sender = Samples::default();
         let mut receiver = Samples::default();
@@ -504,4 +511,3 @@ impl Star {
         })
     }
 }
-
