@@ -737,3 +737,72 @@ fn file_commands_across_three_providers() {
         b"hello alice"
     );
 }
+
+#[test]
+fn signal_channel_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_providers, addrs) = start_federation(d, &["a.example", "b.example"]);
+    for (home, user, addr, extra) in [
+        ("alice", "alice@a.example", &addrs[0], None),
+        ("dave", "dave@b.example", &addrs[1], Some("--signal-only")),
+    ] {
+        let mut args = vec![
+            "--home",
+            home,
+            "account",
+            "create",
+            user,
+            "--address",
+            addr,
+            "--ca",
+            "ca/ca.crt",
+        ];
+        args.extend(extra);
+        run(&args, d);
+    }
+    // The negotiated channel, and why, are shown.
+    let contact = run_json("alice", &["contact", "dave@b.example"], d);
+    assert_eq!(contact["mechanism"], "double-ratchet", "{contact}");
+    assert!(
+        contact["reason"]
+            .as_str()
+            .unwrap()
+            .contains("only the Double Ratchet"),
+        "{contact}"
+    );
+    assert_eq!(
+        contact["devices"][0]["protocols"],
+        serde_json::json!(["signal"])
+    );
+    let text = stdout(&run(
+        &[
+            "--home",
+            "alice",
+            "send",
+            "--to",
+            "dave@b.example",
+            "Hi Dave",
+        ],
+        d,
+    ));
+    assert!(text.contains("over the Signal Double Ratchet"), "{text}");
+    let got = poll_json(
+        "dave",
+        &["history", "--with", "alice@a.example"],
+        d,
+        "dave gets it",
+        |v| v["text"] == "Hi Dave",
+    );
+    assert_eq!(got["via"], "double-ratchet");
+    let sent = run_json("dave", &["send", "--to", "alice@a.example", "Hi Alice"], d);
+    assert_eq!(sent["mechanism"], "double-ratchet");
+    assert!(
+        sent["reason"].as_str().unwrap().contains("this device"),
+        "{sent}"
+    );
+    let lines = poll_json("alice", &["sync"], d, "alice gets the reply", |v| {
+        v["text"] == "Hi Alice"
+    });
+    assert_eq!(lines["sender"], "dave@b.example");
+}
