@@ -604,7 +604,7 @@ impl Client {
 
     /// Encrypts `payload` for every device of `user` we hold a session with
     /// (`devices`), seals each copy, and records the request in the outbox with
-    /// the sessions' new state, in one transaction. Returns the outbox row.
+    /// the sessions' new state, in the caller's transaction. Returns the outbox row.
     pub(crate) fn seal_for(
         &self,
         conn: &Connection,
@@ -614,6 +614,25 @@ impl Client {
         cert: &SenderCertificate,
         frame: &[u8],
     ) -> Result<i64, ClientError> {
+        let request = self.sealed_request(conn, user, devices, payload, cert)?;
+        conn.execute(
+            "INSERT INTO direct_outbox (recipient, frame, request, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![user.to_string(), frame, request, now_secs() as i64],
+        )
+        .map_err(storage)?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The `SealedSend` request body for `payload` to `devices`, advancing (and
+    /// saving) the pairwise sessions it encrypts on.
+    fn sealed_request(
+        &self,
+        conn: &Connection,
+        user: &UserId,
+        devices: &[ClientId],
+        payload: &Payload<'_>,
+        cert: &SenderCertificate,
+    ) -> Result<Vec<u8>, ClientError> {
         let me = identity(conn, Protocols::MlsAndSignal)?;
         let mut messages = Vec::with_capacity(devices.len());
         for device in devices {
@@ -647,17 +666,11 @@ impl Client {
                 sealed,
             });
         }
-        let request = serde_json::to_vec(&SealedSend {
+        serde_json::to_vec(&SealedSend {
             recipient: user.to_string(),
             messages,
         })
-        .map_err(|e| ClientError::Bug(e.to_string()))?;
-        conn.execute(
-            "INSERT INTO direct_outbox (recipient, frame, request, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![user.to_string(), frame, request, now_secs() as i64],
-        )
-        .map_err(storage)?;
-        Ok(conn.last_insert_rowid())
+        .map_err(|e| ClientError::Bug(e.to_string()))
     }
 
     /// Sends one outbox row; on success removes it. A device mismatch (409)
@@ -699,26 +712,21 @@ impl Client {
                     self.refresh_devices(&user).await?;
                     let devices = self.ensure_sessions(&user, None).await?;
                     let cert = self.sender_certificate().await?;
+                    // The frame goes again, on the pairwise sessions (a sender-key
+                    // message's frame too: its group frame reads the same that way).
                     crate::blocking(|| {
                         let local = self.db();
                         in_transaction(&local, |conn| {
-                            conn.execute(
-                                "DELETE FROM direct_outbox WHERE id = ?1",
-                                params![outbox_id],
-                            )
-                            .map_err(storage)?;
-                            // Keep the row id stable for the caller.
-                            let new_id = self.seal_for(
+                            let request = self.sealed_request(
                                 conn,
                                 &user,
                                 &devices,
                                 &Payload::Ratchet(&frame),
                                 &cert,
-                                &frame,
                             )?;
                             conn.execute(
-                                "UPDATE direct_outbox SET id = ?1 WHERE id = ?2",
-                                params![outbox_id, new_id],
+                                "UPDATE direct_outbox SET request = ?2 WHERE id = ?1",
+                                params![outbox_id, request],
                             )
                             .map_err(storage)?;
                             Ok(())
@@ -1126,7 +1134,7 @@ impl Client {
             ContentType::PreKey => MessageKind::PreKey,
             _ => MessageKind::Whisper,
         };
-        if let Some(mut s) = existing.clone()
+        if let Some(mut s) = existing
             && s.remote_identity() == certified_identity
         {
             match s.decrypt(kind, bytes) {

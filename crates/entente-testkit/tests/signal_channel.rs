@@ -292,14 +292,15 @@ async fn a_changed_identity_key_is_held_until_trusted() {
     .unwrap();
     assert!(directs(&events).is_empty(), "{events:?}");
     assert_eq!(alice.changed_identities().unwrap(), [bob.user().clone()]);
-    // Nor does she send under it.
-    let err = alice.send_direct_text(bob.user(), "refused", false).await;
-    assert!(
-        err.is_ok(),
-        "her old session still works for sending: {err:?}"
-    );
-    // (Bob cannot read that one: he lost the session. It is the reinstall's cost.)
-    let _ = bob.sync().await.unwrap();
+    // She keeps sending on the session she has, under the key she trusted; no
+    // session is started under the new key until she accepts it. (Bob cannot read
+    // this one: he lost that session; it is the reinstall's cost.)
+    alice
+        .send_direct_text(bob.user(), "on the old session", false)
+        .await
+        .unwrap();
+    let after = bob.sync().await.unwrap();
+    assert!(texts(&after).is_empty(), "{after:?}");
 
     // She accepts the new key: the held message is decrypted now.
     let events = alice.trust_new_identity(bob.user()).await.unwrap();
@@ -380,5 +381,41 @@ async fn sender_key_and_pairwise_groups() {
                 .all(|e| e.text.as_deref() != Some("without carol"))
         );
     }
+    fed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_of_the_recipient_is_found_on_refusal_and_gets_the_message() {
+    let fed = Federation::start(&["a.example"]).await.unwrap();
+    let alice = register(&fed, "alice@a.example", "laptop", Protocols::MlsAndSignal)
+        .await
+        .unwrap();
+    let mut erin = register(&fed, "erin@a.example", "phone", Protocols::SignalOnly)
+        .await
+        .unwrap();
+    alice
+        .send_direct_text(erin.user(), "one device", false)
+        .await
+        .unwrap();
+    assert_eq!(receive_texts(&mut erin, 1).await.unwrap(), ["one device"]);
+
+    // Erin adds a device; alice's next send names only the first one, the
+    // provider refuses it (409), and the client re-encrypts for both.
+    let code = erin.link_code().await.unwrap();
+    let mut erin2 = Client::register_with(
+        fed.client_options("a.example", "erin-tablet").unwrap(),
+        erin.user(),
+        "tablet",
+        Some(&code),
+        Protocols::SignalOnly,
+    )
+    .await
+    .unwrap();
+    alice
+        .send_direct_text(erin.user(), "two devices", false)
+        .await
+        .unwrap();
+    assert_eq!(receive_texts(&mut erin, 1).await.unwrap(), ["two devices"]);
+    assert_eq!(receive_texts(&mut erin2, 1).await.unwrap(), ["two devices"]);
     fed.shutdown().await;
 }
