@@ -733,6 +733,16 @@ impl Client {
                         })
                     })?;
                 }
+                // A spam filter refused it for good: it is not kept for resending.
+                Err(e) if crate::rooms::is_spam_rejection(&e) => {
+                    self.db()
+                        .execute(
+                            "DELETE FROM direct_outbox WHERE id = ?1",
+                            params![outbox_id],
+                        )
+                        .map_err(storage)?;
+                    return Err(e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -792,6 +802,18 @@ impl Client {
             let rows = stmt.query_map([], |r| r.get(0)).map_err(storage)?;
             rows.collect::<Result<_, _>>().map_err(storage)?
         };
+        // The provider asked us to slow down: resend only once that time is up.
+        if !ids.is_empty()
+            && let Some(wait) = self.transport.rate_limited_for()
+        {
+            return Err(ClientError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                message: format!(
+                    "{} message(s) are waiting in the outbox until the provider's rate limit allows them",
+                    ids.len()
+                ),
+            });
+        }
         for id in &ids {
             self.deliver_direct(*id).await?;
         }

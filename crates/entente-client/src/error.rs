@@ -11,6 +11,13 @@ pub enum ClientError {
         message: String,
         retry_after_secs: Option<u64>,
     },
+    /// The provider (or a peer it relayed to) is rate limiting us: `429`. Wait
+    /// `retry_after_secs` before trying again; `message` says what was limited.
+    #[error("rate limited: {message}; wait {retry_after_secs} s before trying again")]
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     /// We could not reach the provider.
     #[error("cannot reach the provider: {0}; check the address and that it is running")]
     Unreachable(String),
@@ -51,6 +58,17 @@ impl ClientError {
         }
     }
 
+    /// The target's provider refused their key material: no consent (or a block,
+    /// which is not told apart). `code` is `no_consent`, as the provider's own.
+    pub(crate) fn no_consent(message: impl Into<String>) -> Self {
+        ClientError::Provider {
+            status: 403,
+            code: "no_consent".into(),
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
     /// The room moved on under every attempt to change it.
     pub(crate) fn kept_changing(attempts: usize) -> Self {
         ClientError::Provider {
@@ -64,9 +82,23 @@ impl ClientError {
     /// Whether retrying later might succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Unreachable(_) => true,
+            ClientError::Unreachable(_) | ClientError::RateLimited { .. } => true,
             ClientError::Provider { status, .. } => *status >= 500 || *status == 429,
             _ => false,
+        }
+    }
+
+    /// How long the provider asked us to wait before trying again, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ClientError::RateLimited {
+                retry_after_secs, ..
+            } => Some(std::time::Duration::from_secs(*retry_after_secs)),
+            ClientError::Provider {
+                retry_after_secs: Some(s),
+                ..
+            } => Some(std::time::Duration::from_secs(*s)),
+            _ => None,
         }
     }
 }

@@ -1000,7 +1000,7 @@ fn guess_content_type(name: &str) -> &'static str {
 
 fn is_transient(e: &ClientError) -> bool {
     match e {
-        ClientError::Unreachable(_) => true,
+        ClientError::Unreachable(_) | ClientError::RateLimited { .. } => true,
         ClientError::Provider { status, code, .. } => {
             *status >= 500 || *status == 429 || code == "offset_mismatch" || *status == 409
         }

@@ -70,9 +70,15 @@ pub fn parse_key_material_response(
                 target.handle()
             )));
         }
-        U::NoConsent | U::NoConsentForThisRoom => {
-            return Err(ClientError::Usage(format!(
-                "{} has not agreed to be contacted by you",
+        U::NoConsent => {
+            return Err(ClientError::no_consent(format!(
+                "{0} has not accepted a request from you; ask with `entente request {0}`",
+                target.handle()
+            )));
+        }
+        U::NoConsentForThisRoom => {
+            return Err(ClientError::no_consent(format!(
+                "{0} has not accepted a request from you for this room; ask with `entente request {0} --room <room>`",
                 target.handle()
             )));
         }
@@ -211,9 +217,15 @@ pub fn submit_request(msg: &MlsMessageOut, sender: &UserId) -> Result<Vec<u8>, C
 }
 
 pub enum SubmitOutcome {
-    Accepted { timestamp_ms: u64 },
+    Accepted {
+        timestamp_ms: u64,
+        /// The hub's frank, if it franked the message.
+        frank: Option<entente_wire::mimi::Frank>,
+    },
     NotAllowed,
-    EpochTooOld { current: u64 },
+    EpochTooOld {
+        current: u64,
+    },
 }
 
 pub fn parse_submit_response(bytes: &[u8]) -> Result<SubmitOutcome, ClientError> {
@@ -221,9 +233,11 @@ pub fn parse_submit_response(bytes: &[u8]) -> Result<SubmitOutcome, ClientError>
     let r = SubmitMessageResponse::decode(bytes).map_err(proto)?;
     Ok(match r.outcome {
         O::Accepted {
-            accepted_timestamp, ..
+            accepted_timestamp,
+            frank,
         } => SubmitOutcome::Accepted {
             timestamp_ms: accepted_timestamp,
+            frank,
         },
         O::NotAllowed => SubmitOutcome::NotAllowed,
         O::EpochTooOld { current_epoch } => SubmitOutcome::EpochTooOld {
@@ -236,6 +250,8 @@ pub fn parse_submit_response(bytes: &[u8]) -> Result<SubmitOutcome, ClientError>
 pub struct Fanout {
     pub timestamp_ms: u64,
     pub body: FanoutBody,
+    /// The hub's frank of an application message.
+    pub frank: Option<entente_wire::mimi::Frank>,
 }
 
 pub enum FanoutBody {
@@ -248,6 +264,7 @@ pub enum FanoutBody {
 
 pub fn parse_fanout(bytes: &[u8]) -> Result<Fanout, ClientError> {
     let f = entente_wire::mimi::FanoutMessage::decode(bytes).map_err(proto)?;
+    let mut frank_out = None;
     let body = match f.event {
         FanoutEvent::Welcome {
             welcome,
@@ -268,11 +285,14 @@ pub fn parse_fanout(bytes: &[u8]) -> Result<Fanout, ClientError> {
                 ratchet_tree: tree,
             }
         }
-        FanoutEvent::Application { message, .. } => FanoutBody::Protocol(
-            message
-                .into_protocol_message()
-                .ok_or_else(|| ClientError::Protocol("not a protocol message".into()))?,
-        ),
+        FanoutEvent::Application { message, frank } => {
+            frank_out = frank;
+            FanoutBody::Protocol(
+                message
+                    .into_protocol_message()
+                    .ok_or_else(|| ClientError::Protocol("not a protocol message".into()))?,
+            )
+        }
         FanoutEvent::Commit { commit, .. } => FanoutBody::Protocol(
             commit
                 .into_protocol_message()
@@ -287,6 +307,7 @@ pub fn parse_fanout(bytes: &[u8]) -> Result<Fanout, ClientError> {
     Ok(Fanout {
         timestamp_ms: f.timestamp,
         body,
+        frank: frank_out,
     })
 }
 

@@ -22,12 +22,15 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+mod consent;
 mod error;
 mod external;
 pub mod files;
 mod frames;
+pub mod franking;
 mod keys;
 mod manage;
+mod notices;
 mod rooms;
 pub mod store;
 mod transport;
@@ -45,7 +48,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use channel::groups::{DirectGroup, GroupMechanism};
 pub use channel::{ChannelChoice, Conversation, DirectEntry, Mechanism, Protocols};
+pub use consent::BlockOutcome;
 pub use error::ClientError;
+pub use franking::{FrankStatus, REPORT_REASONS, reason_code};
 pub use manage::Participant;
 pub use rooms::{Event, HistoryEntry, RoomSummary};
 pub use transport::Endpoint;

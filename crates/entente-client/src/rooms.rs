@@ -358,6 +358,10 @@ impl Client {
         self.require_room(room)?;
         // Earlier messages go first, so the hub sees them in the order they were sent.
         self.resend_pending().await?;
+        // Franking (MIMI-06 section 5.4.1.1): the content names its sender and room.
+        let mut content = content.clone();
+        content.extensions.sender_uri = Some(self.id.user().to_uri());
+        content.extensions.room_uri = Some(room.to_uri());
         let bytes = content.encode();
         let message_id = *content
             .message_id(&self.id.user().to_string(), &room.to_string())
@@ -389,6 +393,18 @@ impl Client {
                 .collect::<Result<_, _>>()
                 .map_err(storage)?
         };
+        // The provider asked us to slow down: resend only once that time is up.
+        if !pending.is_empty()
+            && let Some(wait) = self.transport.rate_limited_for()
+        {
+            return Err(ClientError::RateLimited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                message: format!(
+                    "{} message(s) are waiting in the outbox until the provider's rate limit allows them",
+                    pending.len()
+                ),
+            });
+        }
         let mut sent = Vec::new();
         for (id, room, mid, content) in pending {
             let room: RoomId = room
@@ -420,6 +436,12 @@ impl Client {
                 let conn = tx.conn();
                 let provider = MlsProvider::new(&self.crypto, conn);
                 let group = group_in(tx, room)?;
+                // The franking tag goes in the MLS AAD as a Safe AAD `frank_aad` item.
+                let tag = entente_core::franking::franking_tag(bytes)
+                    .map_err(|e| ClientError::Bug(format!("franking tag: {e}")))?;
+                let aad = entente_core::franking::frank_aad(&tag)
+                    .map_err(|e| ClientError::Bug(format!("franking AAD: {e}")))?;
+                group.set_aad(aad);
                 let msg = group
                     .create_message(&provider, &self.signer, bytes)
                     .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
@@ -458,19 +480,52 @@ impl Client {
                     |r| r.get(0),
                 )
                 .map_err(storage)?;
-            let answer: HubAnswer = self.submit_with_retry(room, SubmitCall { request }).await?;
+            let answer: HubAnswer = match self.submit_with_retry(room, SubmitCall { request }).await
+            {
+                // A spam filter refused the message for good: like `notAllowed`, it
+                // is not kept for resending.
+                Err(e) if is_spam_rejection(&e) => {
+                    let conn = self.db();
+                    conn.execute("DELETE FROM outbox WHERE id = ?1", params![outbox_id])
+                        .map_err(storage)?;
+                    conn.execute(
+                        "DELETE FROM history WHERE room = ?1 AND message_id = ?2 AND outgoing = 1",
+                        params![room.to_string(), message_id.to_vec()],
+                    )
+                    .map_err(storage)?;
+                    return Err(e);
+                }
+                r => r?,
+            };
             let outcome = frames::parse_submit_response(&answer.response)?;
             {
                 let conn = self.db();
                 conn.execute("DELETE FROM outbox WHERE id = ?1", params![outbox_id])
                     .map_err(storage)?;
                 match &outcome {
-                    SubmitOutcome::Accepted { timestamp_ms } => {
+                    SubmitOutcome::Accepted {
+                        timestamp_ms,
+                        frank,
+                    } => {
                         conn.execute(
                             "UPDATE history SET hub_timestamp = ?1 WHERE room = ?2 AND message_id = ?3",
                             params![*timestamp_ms as i64, room.to_string(), message_id.to_vec()],
                         )
                         .map_err(storage)?;
+                        // Keep the frank of our own message, checked like a receiver's.
+                        let aad = entente_core::franking::franking_tag(bytes)
+                            .and_then(|t| entente_core::franking::frank_aad(&t))
+                            .unwrap_or_default();
+                        let (status, kept) = crate::franking::check(
+                            &pinned_issuers(&conn)?,
+                            bytes,
+                            &aad,
+                            frank.as_ref(),
+                            *timestamp_ms,
+                            self.id.user(),
+                            room,
+                        );
+                        crate::franking::store(&conn, room, message_id, &status, kept)?;
                     }
                     SubmitOutcome::NotAllowed => {
                         conn.execute(
@@ -523,10 +578,17 @@ impl Client {
                 )
                 .await
             {
+                // Rate limited: no retry now; the message waits in the outbox and
+                // the error says how long.
+                Err(e @ ClientError::RateLimited { .. }) => return Err(e),
                 // Wait only if another attempt follows: after the last one, report.
                 Err(e) if e.is_transient() && attempts_left > 1 => {
                     attempts_left -= 1;
-                    tokio::time::sleep(delay).await;
+                    // As long as the provider asks, within reason.
+                    let wait = e
+                        .retry_after()
+                        .map_or(delay, |r| r.min(Duration::from_secs(5)).max(delay));
+                    tokio::time::sleep(wait).await;
                     delay *= 3;
                 }
                 result => return result,
@@ -718,6 +780,12 @@ impl Client {
             for domain in frames::credential_domains(f) {
                 let _ = self.issuer_key(&domain).await;
             }
+            // A frank is signed with the issuer key of the room's hub.
+            if f.frank.is_some()
+                && let Ok(room) = item.room.parse::<RoomId>()
+            {
+                let _ = self.issuer_key(room.domain()).await;
+            }
         }
         crate::blocking(|| {
             let mut local = self.db();
@@ -853,6 +921,7 @@ impl Client {
                 let processed = group
                     .process_message(&provider, msg)
                     .map_err(|e| ClientError::Mls(format!("{e}")))?;
+                let aad = processed.aad().to_vec();
                 let sender_leaf = match processed.sender() {
                     Sender::Member(i) => Some(*i),
                     _ => None,
@@ -888,6 +957,21 @@ impl Client {
                         if inserted == 0 {
                             return Ok(None);
                         }
+                        // Verify and keep the hub's frank. A message without a
+                        // valid frank is kept and shown, but cannot be reported.
+                        let (status, kept) = crate::franking::check(
+                            &issuers,
+                            &bytes,
+                            &aad,
+                            f.frank.as_ref(),
+                            f.timestamp_ms,
+                            cert.client().user(),
+                            &room,
+                        );
+                        if let crate::franking::FrankStatus::Invalid(reason) = &status {
+                            tracing::warn!(reason = %reason, "a message's frank does not verify");
+                        }
+                        crate::franking::store(conn, &room, &mid, &status, kept)?;
                         Ok(Some(Event::Message(HistoryEntry {
                             room,
                             sender: cert.client().user().clone(),
@@ -1041,4 +1125,9 @@ pub(crate) fn kp_client(kp: &KeyPackage) -> Result<ClientId, ClientError> {
     entente_core::mls::certificate_in(kp.leaf_node().credential())
         .map(|c| c.claimed_client().clone())
         .map_err(|e| ClientError::Untrusted(e.to_string()))
+}
+
+/// Whether the provider's spam filter refused a submission for good.
+pub(crate) fn is_spam_rejection(e: &ClientError) -> bool {
+    matches!(e, ClientError::Provider { code, .. } if code == "spam_rejected")
 }

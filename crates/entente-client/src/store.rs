@@ -206,6 +206,16 @@ const SCHEMA: &[&str] = &[
         peer_client TEXT NOT NULL,
         PRIMARY KEY (group_id, distribution_id, peer_client)
     );",
+    // version 6: abuse prevention (issue 6). Franks kept with received messages
+    // (for reports); consent and blocks.
+    "-- == franking ==
+    -- The hub's frank of a message (encoded MIMI Frank, kept only once verified),
+    -- and what we found: 'verified', 'missing' or 'invalid: <reason>'. The
+    -- accepted timestamp is hub_timestamp; the cipher suite is in the frank.
+    ALTER TABLE history ADD COLUMN frank BLOB;
+    ALTER TABLE history ADD COLUMN frank_status TEXT;
+    -- == consent and blocks ==
+    SELECT 1;",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.

@@ -36,6 +36,9 @@ pub struct Transport {
     http: reqwest::Client,
     /// For blob transfers: no limit on the whole request.
     bulk: reqwest::Client,
+    /// Until when the provider asked us to slow down (its last `429`), so that
+    /// background resends wait for it instead of hammering.
+    rate_limited_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Transport {
@@ -68,7 +71,32 @@ impl Transport {
             endpoint,
             http,
             bulk,
+            rate_limited_until: std::sync::Mutex::new(None),
         })
+    }
+
+    /// How much longer the provider's last `429` asked us to wait, if at all.
+    pub fn rate_limited_for(&self) -> Option<Duration> {
+        let until = *self
+            .rate_limited_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.and_then(|t| t.checked_duration_since(std::time::Instant::now()))
+    }
+
+    /// Remembers a `429`'s retry-after (see [`Transport::rate_limited_for`]).
+    fn note<R>(&self, r: Result<R, ClientError>) -> Result<R, ClientError> {
+        if let Err(ClientError::RateLimited {
+            retry_after_secs, ..
+        }) = &r
+        {
+            *self
+                .rate_limited_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + Duration::from_secs(*retry_after_secs));
+        }
+        r
     }
 
     /// An unauthenticated JSON request.
@@ -113,12 +141,13 @@ impl Transport {
         if body.is_some() {
             req = req.header("content-type", "application/json").body(bytes);
         }
-        decode(
+        let r = decode(
             req.send()
                 .await
                 .map_err(|e| unreachable(&self.endpoint.domain, &e))?,
         )
-        .await
+        .await;
+        self.note(r)
     }
 
     /// A signed `GET` for a large answer (a blob download through the provider),
@@ -339,6 +368,11 @@ async fn error_for_status(resp: reqwest::Response) -> Result<reqwest::Response, 
 
 async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, ClientError> {
     let status = resp.status();
+    let retry_header: Option<u64> = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let bytes = resp
         .bytes()
         .await
@@ -352,6 +386,12 @@ async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, Clien
             message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
             retry_after_secs: None,
         });
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ClientError::RateLimited {
+                retry_after_secs: err.retry_after_secs.or(retry_header).unwrap_or(1).max(1),
+                message: err.message,
+            });
+        }
         Err(ClientError::Provider {
             status: status.as_u16(),
             code: err.code,

@@ -2,6 +2,8 @@
 //!
 //! - [`files`]: encrypted files for MIMI `ExternalPart`s: streaming AES-GCM in
 //!   bounded memory, with a key-committing `aad`.
+//! - [`franking`]: message franking (MIMI-06 section 5.4.1) and the hub's checks of
+//!   abuse reports (section 5.9).
 //! - [`identity`]: provider-issued client certificates (the report's PKI) and safety
 //!   numbers.
 //! - [`mls`]: how MIMI rooms use MLS: ciphersuite, credentials, KeyPackage checks,
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod files;
+pub mod franking;
 pub mod identity;
 pub mod mls;
 pub mod room;

@@ -130,6 +130,15 @@ async fn authenticate(
         .nonces
         .check(&h.client, &h.nonce, now)
         .map_err(|e| Failure::unauthenticated(e.to_string()))?;
+    // A suspended account's devices are refused everything (403, with the reason).
+    crate::moderation::check_local_user(state, &record.user).await?;
+    crate::ratelimit::check_client(
+        state,
+        &record.client,
+        &record.user,
+        parts.method.as_str(),
+        parts.uri.path(),
+    )?;
     Ok((record, client_id))
 }
 

@@ -28,6 +28,49 @@
 //! mls_rooms = true                   # MIMI rooms (MLS)
 //! signal = true                      # the Signal channel: key directory, sealed sender
 //! sender_certificate_hours = 24
+//!
+//! [rate_limits]                      # token buckets (see `crate::ratelimit`): 429 + Retry-After
+//! enabled = true
+//! client = { per_second = 50.0, burst = 500 }        # every client API request, per device
+//! user = { per_second = 100.0, burst = 1000 }        # every client API request, per user
+//! key_claims = { per_second = 10.0, burst = 1000 }   # KeyPackage / prekey bundle claims, per user
+//! messages = { per_second = 20.0, burst = 300 }      # room messages and sealed sends, per user
+//! consent_requests = { per_second = 0.2, burst = 30 }
+//! reports = { per_second = 0.1, burst = 20 }
+//! federation = { per_second = 1000.0, burst = 10000 } # every request of a peer, per domain
+//! max_buckets = 100000
+//!
+//! [spam]                             # spam-filter hook (see `crate::spam`): metadata only
+//! builtin = true                     # flag users with verified reports:
+//! report_threshold = 3               #   this many within
+//! report_window_hours = 24           #   this window: no consent requests,
+//! throttle_secs = 30                 #   one submission or key claim per this many seconds
+//! # [spam.webhook]                   # operator's filter: events POSTed as JSON
+//! # url = "http://127.0.0.1:9000/spam"   # loopback only
+//! # timeout_ms = 500
+//! # fail_open = true                 # false: throttle (429) while it is down
+//! # retry_after_secs = 10
+//!
+//! [moderation]                       # the moderators' page and admin API
+//! web = true                         # serve /moderation/ (token: data_dir/moderator.token)
+//! session_minutes = 60               # a login lasts this long
+//! log_retention_days = 365           # moderation log entries are deleted after
+//! notice_retention_days = 90         # notices are deleted this long after being read
+//!
+//! [retention]                        # how long stored data is kept (docs/PRIVACY.md)
+//! undelivered_days = 30              # inbox items never fetched and acked
+//! outbound_days = 7                  # federation requests a peer never accepted
+//! dedup_days = 7                     # dedup keys and echo marks (>= outbound_days)
+//! reports_days = 180                 # abuse reports, whatever their status
+//! consent_requests_days = 90         # message requests nobody answered
+//! interval_secs = 300                # how often the maintenance task runs
+//!
+//! [logging]
+//! identifiers = false                # true: request paths with user/room ids (debugging)
+//!
+//! [consent]                          # message requests and blocks (see `crate::consent`)
+//! mode = "required"                  # strangers get no key material until accepted;
+//!                                    # "open": anyone not blocked (blocks apply always)
 //! ```
 //!
 //! Relative paths are relative to the config file's directory.
@@ -58,6 +101,21 @@ pub struct Config {
     pub blobs: BlobsConfig,
     #[serde(default)]
     pub protocols: ProtocolsConfig,
+    #[serde(default)]
+    pub rate_limits: crate::ratelimit::RateLimitConfig,
+    #[serde(default)]
+    pub spam: crate::spam::SpamConfig,
+    #[serde(default)]
+    pub moderation: crate::moderation::ModerationConfig,
+    /// How long what the provider stores is kept (`docs/PRIVACY.md`).
+    #[serde(default)]
+    pub retention: crate::privacy::retention::RetentionConfig,
+    /// What logs may contain.
+    #[serde(default)]
+    pub logging: crate::privacy::LoggingConfig,
+    /// Message requests and blocks (`crate::consent`).
+    #[serde(default)]
+    pub consent: crate::consent::ConsentConfig,
 }
 
 /// The messaging protocols the provider offers its users. A provider with
@@ -241,6 +299,29 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// A configuration with every optional section at its default. New sections
+    /// get their default here, so callers building a `Config` in code need not
+    /// change when one is added.
+    pub fn new(domain: String, listen: SocketAddr, data_dir: PathBuf, tls: TlsConfig) -> Self {
+        Config {
+            domain,
+            listen,
+            data_dir,
+            tls,
+            federation: FederationConfig::default(),
+            registration: RegistrationConfig::default(),
+            limits: Limits::default(),
+            blobs: BlobsConfig::default(),
+            protocols: ProtocolsConfig::default(),
+            rate_limits: crate::ratelimit::RateLimitConfig::default(),
+            spam: crate::spam::SpamConfig::default(),
+            moderation: crate::moderation::ModerationConfig::default(),
+            retention: crate::privacy::retention::RetentionConfig::default(),
+            logging: crate::privacy::LoggingConfig::default(),
+            consent: crate::consent::ConsentConfig::default(),
+        }
+    }
+
     /// Loads and validates a config file; relative paths become relative to it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -305,9 +386,12 @@ impl Config {
         {
             return Err("`protocols.sender_certificate_hours` must be 1 to 8784 (a year)".into());
         }
+        self.rate_limits.validate()?;
+        self.spam.validate()?;
         if self.limits.max_body_bytes < 4096 {
             return Err("`limits.max_body_bytes` must be at least 4096".into());
         }
+        self.retention.validate()?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl Failure {
     }
 
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
-        tracing::error!(%err, "{context}");
+        tracing::error!(err = %crate::privacy::redacted(&err), "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

@@ -18,17 +18,23 @@
 //! by WebSocket push or fetch, until they ack.
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod auth;
 pub mod blobs;
 pub mod client_api;
 pub mod config;
+pub mod consent;
 pub mod error;
 pub mod federation;
 pub mod hub;
 pub mod metrics;
+pub mod moderation;
 pub mod openapi;
 pub mod outbound;
+pub mod privacy;
+pub mod ratelimit;
 pub mod signal;
+pub mod spam;
 pub mod state;
 pub mod store;
 pub mod tracker;

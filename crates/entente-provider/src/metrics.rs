@@ -35,6 +35,26 @@ pub struct Metrics {
     pub sealed_messages_accepted: AtomicU64,
     /// Sealed messages stored in our clients' inboxes.
     pub sealed_messages_delivered: AtomicU64,
+    /// Retention (`crate::privacy::retention`): inbox items deleted unacked.
+    pub retention_inbox_expired: AtomicU64,
+    /// Retention: outbound federation requests dropped unsent.
+    pub retention_outbound_dropped: AtomicU64,
+    /// Retention: abuse reports deleted.
+    pub retention_reports_expired: AtomicU64,
+    /// Retention: runs of the policy.
+    pub retention_runs: AtomicU64,
+    /// Franking (`crate::abuse`): application messages franked as hub.
+    pub messages_franked: AtomicU64,
+    /// Abuse reports verified and stored as hub.
+    pub reports_accepted: AtomicU64,
+    /// Abuse reports refused as hub (a frank did not verify, or not allowed).
+    pub reports_refused: AtomicU64,
+    /// Replayed abuse reports (already stored).
+    pub reports_duplicate: AtomicU64,
+    /// Our users' reports relayed to another hub.
+    pub reports_relayed: AtomicU64,
+    /// Reports about our users (as the accused's provider).
+    pub reports_against_local: AtomicU64,
 }
 
 impl Metrics {
@@ -135,6 +155,58 @@ pub async fn serve(
         "Sealed-sender messages stored in this provider's inboxes (per device).",
         &m.sealed_messages_delivered,
     );
+    out += &c(
+        "retention_inbox_expired_total",
+        "Inbox items deleted by retention, never acked.",
+        &m.retention_inbox_expired,
+    );
+    out += &c(
+        "retention_outbound_dropped_total",
+        "Outbound federation requests dropped by retention, never accepted.",
+        &m.retention_outbound_dropped,
+    );
+    out += &c(
+        "retention_reports_expired_total",
+        "Abuse reports deleted by retention.",
+        &m.retention_reports_expired,
+    );
+    out += &c(
+        "retention_runs_total",
+        "Runs of the retention policy.",
+        &m.retention_runs,
+    );
+    out += &c(
+        "messages_franked_total",
+        "Application messages franked as hub.",
+        &m.messages_franked,
+    );
+    out += &c(
+        "reports_accepted_total",
+        "Abuse reports verified and stored as hub.",
+        &m.reports_accepted,
+    );
+    out += &c(
+        "reports_refused_total",
+        "Abuse reports refused as hub.",
+        &m.reports_refused,
+    );
+    out += &c(
+        "reports_duplicate_total",
+        "Replayed abuse reports (stored before).",
+        &m.reports_duplicate,
+    );
+    out += &c(
+        "reports_relayed_total",
+        "Our users' abuse reports relayed to another hub.",
+        &m.reports_relayed,
+    );
+    out += &c(
+        "reports_against_local_total",
+        "Abuse reports about our users.",
+        &m.reports_against_local,
+    );
+    out += &state.limits.metrics_text();
+    out += &state.spam.metrics_text();
     Ok((
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

@@ -13,6 +13,12 @@ fn op(summary: &str, auth: bool, request: Option<&str>, response: &str) -> Value
     });
     if auth {
         o["security"] = json!([{ "clientSignature": [] }]);
+        // Rate limits (crate::ratelimit) and spam-filter throttling (crate::spam).
+        o["responses"]["429"] = json!({
+            "description": "rate limited (per device, per user, or per kind of request): wait Retry-After seconds; the message says what was limited",
+            "headers": { "Retry-After": { "description": "whole seconds to wait", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ApiError" } } }
+        });
     }
     if let Some(r) = request {
         o["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{r}") } } } });
@@ -32,6 +38,8 @@ fn b64(desc: &str) -> Value {
 pub fn spec() -> Value {
     let mut doc = mls_and_blobs();
     signal_channel(&mut doc);
+    crate::consent::openapi(&mut doc);
+    crate::moderation::openapi(&mut doc);
     doc
 }
 
@@ -70,6 +78,7 @@ fn mls_and_blobs() -> Value {
             "/v1/rooms/{room}/group-info": { "post": with_room(op("Claim the room's GroupInfo and ratchet tree for an external join (MIMI groupInfo, section 5.6); the answer is a GroupInfoResponse", true, Some("GroupInfoCall"), "HubAnswer")) },
             "/v1/rooms/{room}/update": { "post": with_room(op("Submit a commit with its Welcome and GroupInfo, or standalone proposals (MIMI update); the hub checks it against MLS and the room policy", true, Some("UpdateCall"), "HubAnswer")) },
             "/v1/rooms/{room}/messages": { "post": with_room(op("Submit an application message (MIMI submitMessage)", true, Some("SubmitCall"), "HubAnswer")) },
+            "/v1/rooms/{room}/reports": { "post": with_room(op("Report abusive messages of the room (MIMI reportAbuse, section 5.9): verified here if we hub the room, else relayed to its hub, which checks every message's frank (422 report_refused if one fails, 403 if reportingUser is not you)", true, Some("ReportCall"), "ReportAnswer")) },
             "/v1/inbox": { "get": {
                 "summary": "Items waiting for this client, oldest first",
                 "security": [{ "clientSignature": [] }],
@@ -182,6 +191,8 @@ fn mls_and_blobs() -> Value {
                 "CreateRoomCall": { "type": "object", "required": ["room", "group_info", "ratchet_tree"], "properties": { "room": { "type": "string", "description": "mimi://<this provider's domain>/r/<id>" }, "group_info": b64("MLSMessage carrying the epoch-0 GroupInfo"), "ratchet_tree": b64("the group's ratchet tree") } },
                 "UpdateCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI UpdateRequest") } },
                 "SubmitCall": { "type": "object", "required": ["request"], "properties": { "request": b64("MIMI SubmitMessageRequest") } },
+                "ReportCall": { "type": "object", "required": ["report"], "properties": { "report": b64("MIMI AbuseReport") } },
+                "ReportAnswer": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string", "enum": ["accepted"] } } },
                 "HubAnswer": { "type": "object", "required": ["response"], "properties": { "response": b64("MIMI UpdateRoomResponse or SubmitMessageResponse") } },
                 "InboxItem": { "type": "object", "required": ["seq", "room", "fanout"], "properties": {
                     "seq": { "type": "integer" }, "room": { "type": "string" }, "fanout": b64("MIMI FanoutMessage") } },

@@ -84,6 +84,13 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
         let _ = state.db(move |s| s.outbound_done_all(&ids)).await;
         return;
     };
+    if state.moderation.domain_banned(domain.as_str()) {
+        // Moderators banned the domain: what was queued for it is not sent.
+        tracing::info!(%domain, requests = records.len(), "dropping outbound requests to a banned domain");
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let _ = state.db(move |s| s.outbound_done_all(&ids)).await;
+        return;
+    }
     let batchable = first.endpoint == "notify";
     let mut i = 0;
     while i < records.len() {
@@ -112,7 +119,8 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
             }
             Err(FedError::Refused { status, reason, .. }) => {
                 crate::metrics::Metrics::inc(&state.metrics.federation_refused);
-                tracing::warn!(peer = %head.domain, endpoint = %head.endpoint, status, %reason,
+                tracing::warn!(peer = %head.domain, endpoint = %head.endpoint, status,
+                    reason = %crate::privacy::redacted(&reason),
                     requests = chunk.len(), "peer refused a federation request; dropping it");
             }
             Err(FedError::Unreachable {
@@ -124,7 +132,8 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
                 let backoff = retry_after
                     .unwrap_or_else(|| 1u64 << attempts.min(9))
                     .min(MAX_BACKOFF_SECS);
-                tracing::info!(peer = %head.domain, attempts, backoff, %reason, "peer unreachable; will retry");
+                tracing::info!(peer = %head.domain, attempts, backoff,
+                    reason = %crate::privacy::redacted(&reason), "peer unreachable; will retry");
                 let (id, next) = (head.id, now_secs() + backoff);
                 let _ = state
                     .db(move |s| s.outbound_retry(id, next, attempts))
@@ -140,18 +149,24 @@ async fn send_room(state: AppState, records: Vec<OutboundRecord>) {
     }
 }
 
-/// Periodic clean-up: expired dedup keys, echo marks, link codes and routes.
+/// Periodic clean-up every `retention.interval_secs`: the retention policy
+/// (`crate::privacy::retention`: undelivered inbox items, outbound requests never
+/// accepted, dedup keys, echo marks, link codes, routes, old reports), then
+/// expired blobs.
 pub async fn maintenance(state: AppState, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(state.config.retention.interval_secs.max(1));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let before_ms = crate::state::now_ms().saturating_sub(7 * 86_400_000);
-        match state.db(move |s| s.expire(before_ms, now_secs())).await {
-            Ok(n) if n > 0 => tracing::info!(rows = n, "expired old state"),
+        if let Err(e) = crate::privacy::retention::enforce(&state, crate::state::now_ms()).await {
+            tracing::warn!(error = %crate::privacy::redacted(&e.message), "retention failed");
+        }
+        match crate::moderation::expire(&state).await {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "expired moderation log and notices"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = ?e.message, "maintenance failed"),
+            Err(e) => tracing::warn!(error = ?e.message, "moderation expiry failed"),
         }
         match crate::blobs::routes::collect_garbage(&state).await {
             Ok(n) if n > 0 => tracing::info!(blobs = n, "deleted expired blobs"),

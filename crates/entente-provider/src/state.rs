@@ -22,6 +22,8 @@ pub struct Shared {
     pub domain: Domain,
     pub store: Arc<dyn Store>,
     pub issuer: IssuerKey,
+    /// The hub's secret franking key (`hub_key`, MIMI-06 section 5.4.1.2).
+    pub hub_key: entente_core::franking::HubKey,
     pub crypto: RustCrypto,
     pub nonces: NonceCache,
     pub wakers: Wakers,
@@ -41,6 +43,12 @@ pub struct Shared {
     pub blobs: Arc<dyn crate::blobs::BlobStore>,
     /// Uploads in progress.
     pub uploads: crate::blobs::routes::Uploads,
+    /// Suspensions, bans, the moderator token and web sessions.
+    pub moderation: crate::moderation::Moderation,
+    /// Rate limits (token buckets per client, user and peer domain).
+    pub limits: crate::ratelimit::Limiter,
+    /// The spam-filter hook.
+    pub spam: crate::spam::SpamHook,
 }
 
 pub type AppState = Arc<Shared>;
@@ -156,6 +164,13 @@ pub fn now_ms() -> u64 {
 /// A provider to start.
 pub struct Provider;
 
+/// What an embedder may give a provider besides its configuration.
+#[derive(Default, Clone)]
+pub struct StartOptions {
+    /// Spam filters that see every event after the configured ones.
+    pub spam_filters: Vec<Arc<dyn crate::spam::SpamFilter>>,
+}
+
 /// A running provider.
 pub struct ProviderHandle {
     pub local_addr: SocketAddr,
@@ -181,6 +196,18 @@ impl ProviderHandle {
     /// it every few minutes). Returns how many.
     pub async fn collect_blob_garbage(&self) -> Result<u64, String> {
         crate::blobs::routes::collect_garbage(&self.state)
+            .await
+            .map_err(|e| e.message)
+    }
+
+    /// Applies the retention policy now, as if the clock read `now_ms` (the
+    /// maintenance task does it every `retention.interval_secs` with the real
+    /// clock): what expired by then is deleted.
+    pub async fn enforce_retention_at(
+        &self,
+        now_ms: u64,
+    ) -> Result<crate::privacy::retention::Enforced, String> {
+        crate::privacy::retention::enforce(&self.state, now_ms)
             .await
             .map_err(|e| e.message)
     }
@@ -226,8 +253,19 @@ pub enum StartError {
 impl Provider {
     /// Opens storage and keys, binds the listener and starts serving.
     pub async fn start(config: Config) -> Result<ProviderHandle, StartError> {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    /// [`Provider::start`], with an embedder's [`StartOptions`].
+    pub async fn start_with(
+        config: Config,
+        options: StartOptions,
+    ) -> Result<ProviderHandle, StartError> {
         entente_tls::install_crypto_provider();
         config.validate().map_err(StartError::Config)?;
+        let rate_limits = config.rate_limits.clone();
+        let spam = crate::spam::SpamHook::new(&config.spam, options.spam_filters)
+            .map_err(StartError::Config)?;
         let domain =
             Domain::parse(&config.domain).map_err(|e| StartError::Config(e.to_string()))?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::IssuerKey {
@@ -235,6 +273,12 @@ impl Provider {
             source,
         })?;
         let issuer = load_or_create_issuer(&config, &domain)?;
+        let hub_key = crate::abuse::load_or_create_hub_key(&config).map_err(|source| {
+            StartError::IssuerKey {
+                path: config.data_dir.join("hub_key").display().to_string(),
+                source,
+            }
+        })?;
         let db_path = config.database_path();
         let store = {
             let p = db_path.clone();
@@ -246,6 +290,9 @@ impl Provider {
                     source,
                 })?
         };
+        let moderation =
+            crate::moderation::Moderation::open(&config.data_dir, &store, &config.moderation)
+                .map_err(StartError::Config)?;
         let blob_dir = config.blob_dir();
         let blobs =
             crate::blobs::FsBlobStore::open(&blob_dir).map_err(|source| StartError::BlobDir {
@@ -280,6 +327,7 @@ impl Provider {
             domain,
             store: Arc::new(store),
             issuer,
+            hub_key,
             crypto: RustCrypto::default(),
             nonces: NonceCache::default(),
             wakers: Wakers::default(),
@@ -291,12 +339,19 @@ impl Provider {
             trackers: Trackers::default(),
             blobs: Arc::new(blobs),
             uploads: Default::default(),
+            moderation,
+            limits: crate::ratelimit::Limiter::new(rate_limits),
+            spam,
         });
         // Blob uploads and downloads stream, so they are exempt from the body limit
         // (their size is checked against the blob limits instead).
         let router = crate::client_api::router(state.clone())
             .merge(crate::federation::server::router(state.clone()))
+            .merge(crate::abuse::router(state.clone()))
             .merge(crate::signal::router(state.clone()))
+            .merge(crate::consent::router(state.clone()))
+            .merge(crate::moderation::client_router(state.clone()))
+            .merge(crate::moderation::router(state.clone()))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 state.config.limits.max_body_bytes,
             ))
@@ -315,7 +370,15 @@ impl Provider {
                 state.config.limits.max_body_bytes,
                 body_limit_as_json,
             ))
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+            // The request log names the route, not the URI: paths hold user,
+            // client and room identifiers (`crate::privacy`).
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                    crate::privacy::RequestSpan {
+                        identifiers: state.config.logging.identifiers,
+                    },
+                ),
+            );
         let (tx, rx) = oneshot::channel::<()>();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(crate::outbound::run(state.clone(), stop_rx.clone()));

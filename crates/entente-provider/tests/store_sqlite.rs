@@ -912,3 +912,79 @@ fn set_pragma(path: &Path, pragma: &str, value: i64) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.pragma_update(None, pragma, value).unwrap();
 }
+
+fn abuse_report(
+    digest: u8,
+    role: entente_provider::store::ReportRole,
+) -> entente_provider::store::NewReport {
+    entente_provider::store::NewReport {
+        received_at: 1_700_000_000_000,
+        role,
+        room: ROOM.into(),
+        hub: HUB.into(),
+        reporter: Some("mimi://b.example/u/bob".into()),
+        reporter_domain: "b.example".into(),
+        alleged_abuser: "mimi://a.example/u/mallory".into(),
+        reason: 3,
+        note: "spam, again".into(),
+        messages: vec![entente_provider::store::ReportedMessage {
+            content: vec![0xa1, 0x00, 0xff],
+            accepted_at: 1_699_999_999_000,
+        }],
+        digest: [digest; 32],
+    }
+}
+
+#[test]
+fn abuse_reports_are_stored_once_listed_and_resolved() {
+    use entente_provider::store::{RecordedReport, ReportRole, ReportStatus};
+    let f = Fixture::new();
+    let first = abuse_report(1, ReportRole::Hub);
+    let RecordedReport::New(id) = f.store.record_report(&first).unwrap() else {
+        panic!("a new report is not a duplicate");
+    };
+    // The same digest again (a replay) is a duplicate of the first; another role
+    // with the same digest (the accused's provider is also the hub) is not.
+    assert_eq!(
+        f.store.record_report(&first).unwrap(),
+        RecordedReport::Duplicate(id)
+    );
+    let mut accused = abuse_report(1, ReportRole::Accused);
+    accused.reporter = None;
+    let RecordedReport::New(other) = f.store.record_report(&accused).unwrap() else {
+        panic!("another role is another report");
+    };
+    assert_ne!(id, other);
+
+    let stored = f.store.report(id).unwrap().unwrap();
+    assert_eq!(stored.report, first);
+    assert_eq!(stored.status, ReportStatus::Open);
+    let open = f.store.reports(Some(ReportStatus::Open), 10).unwrap();
+    assert_eq!(open.iter().map(|r| r.id).collect::<Vec<_>>(), [other, id]);
+
+    f.store
+        .resolve_report(id, ReportStatus::Actioned, "suspended mallory", 42)
+        .unwrap();
+    let closed = f.store.report(id).unwrap().unwrap();
+    assert_eq!(closed.status, ReportStatus::Actioned);
+    assert_eq!(closed.resolution.as_deref(), Some("suspended mallory"));
+    assert_eq!(closed.resolved_at, Some(42));
+    assert_eq!(
+        f.store.reports(Some(ReportStatus::Open), 10).unwrap().len(),
+        1
+    );
+    assert_eq!(f.store.reports(None, 10).unwrap().len(), 2);
+    assert!(matches!(
+        f.store.resolve_report(999, ReportStatus::Dismissed, "", 1),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Durable across reopening.
+    let path = f.path();
+    drop(f.store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.report(id).unwrap().unwrap().status,
+        ReportStatus::Actioned
+    );
+}

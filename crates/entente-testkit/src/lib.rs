@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use entente_client::{ClientOptions, Endpoint};
-use entente_provider::config::{Config, FederationConfig, Limits, RegistrationConfig, TlsConfig};
+use entente_provider::config::{Config, FederationConfig, TlsConfig};
 use entente_provider::{Provider, ProviderHandle};
 use entente_tls::DevCa;
 
@@ -24,6 +24,9 @@ use entente_tls::DevCa;
 pub struct Member {
     pub config: Config,
     pub handle: Option<ProviderHandle>,
+    /// Spam filters given to the provider when it starts (see
+    /// [`Federation::add_spam_filter`]).
+    pub spam_filters: Vec<std::sync::Arc<dyn entente_provider::spam::SpamFilter>>,
 }
 
 /// Several providers federating on loopback.
@@ -46,6 +49,57 @@ impl Federation {
         let root = tmp.path().to_owned();
         let mut f = Self::create(&root, domains)?;
         f._tmp = Some(tmp);
+        f.start_all().await?;
+        Ok(f)
+    }
+
+    /// Starts providers for `domains` in a fresh temporary directory, after
+    /// `configure` adjusted each one's configuration (called with its domain).
+    ///
+    /// Providers here run with `[consent] mode = "open"` unless a test asks
+    /// otherwise, because most tests invite users who never accepted a request.
+    /// Tests of consent use [`Federation::require_consent`]:
+    ///
+    /// ```no_run
+    /// # async fn f() -> anyhow::Result<()> {
+    /// use entente_testkit::Federation;
+    /// let fed = Federation::start_with(&["a.example", "b.example"], Federation::require_consent).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_with(
+        domains: &[&str],
+        configure: impl Fn(&str, &mut Config),
+    ) -> Result<Self> {
+        let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+        let root = tmp.path().to_owned();
+        let mut f = Self::create(&root, domains)?;
+        f._tmp = Some(tmp);
+        for (d, m) in f.members.iter_mut() {
+            configure(d, &mut m.config);
+            std::fs::write(root.join(d).join("provider.toml"), m.config.to_toml()?)?;
+        }
+        f.start_all().await?;
+        Ok(f)
+    }
+
+    /// For [`Federation::start_with`]: the product default, `[consent] mode =
+    /// "required"` (strangers get no key material until accepted).
+    pub fn require_consent(_domain: &str, config: &mut Config) {
+        config.consent.mode = entente_provider::consent::ConsentMode::Required;
+    }
+
+    /// [`Federation::start_in`], after `configure` adjusted each provider's
+    /// configuration (see [`Federation::start_with`]).
+    pub async fn start_in_with(
+        root: &Path,
+        domains: &[&str],
+        configure: impl Fn(&str, &mut Config),
+    ) -> Result<Self> {
+        let mut f = Self::create(root, domains)?;
+        for (d, m) in f.members.iter_mut() {
+            configure(d, &mut m.config);
+            std::fs::write(root.join(d).join("provider.toml"), m.config.to_toml()?)?;
+        }
         f.start_all().await?;
         Ok(f)
     }
@@ -97,11 +151,11 @@ impl Federation {
                 .filter(|(p, _)| p.as_str() != *d)
                 .map(|(p, a)| (p.clone(), a.to_string()))
                 .collect();
-            let config = Config {
-                domain: d.to_string(),
-                listen: addrs[*d],
-                data_dir: dir.join("data"),
-                tls: TlsConfig {
+            let mut config = Config::new(
+                d.to_string(),
+                addrs[*d],
+                dir.join("data"),
+                TlsConfig {
                     certificate: dir.join("provider.crt"),
                     private_key: dir.join("provider.key"),
                     trust: root
@@ -110,18 +164,23 @@ impl Federation {
                         .to_string_lossy()
                         .into_owned(),
                 },
-                federation: FederationConfig { peers },
-                registration: RegistrationConfig::default(),
-                limits: Limits::default(),
-                blobs: Default::default(),
-                protocols: Default::default(),
-            };
+            );
+            config.federation = FederationConfig { peers };
+            // Existing tests invite strangers: consent is opt-in here (see
+            // `Federation::start_with` and `Federation::require_consent`).
+            config.consent.mode = entente_provider::consent::ConsentMode::Open;
+            // Rate limits stay on, but far above what any test or load driver
+            // sends; tests of the limits set their own (`Federation::start_with`).
+            config.rate_limits = entente_provider::ratelimit::RateLimitConfig::uniform(
+                entente_provider::ratelimit::Rate::new(1e6, 1_000_000),
+            );
             std::fs::write(dir.join("provider.toml"), config.to_toml()?)?;
             members.insert(
                 d.to_string(),
                 Member {
                     config,
                     handle: None,
+                    spam_filters: Vec::new(),
                 },
             );
         }
@@ -156,7 +215,10 @@ impl Federation {
         let mut last = None;
         // The port may linger briefly after a kill.
         for _ in 0..50 {
-            match Provider::start(m.config.clone()).await {
+            let options = entente_provider::state::StartOptions {
+                spam_filters: m.spam_filters.clone(),
+            };
+            match Provider::start_with(m.config.clone(), options).await {
                 Ok(h) => {
                     m.handle = Some(h);
                     return Ok(());
@@ -171,6 +233,21 @@ impl Federation {
             "starting {domain}: {}",
             last.map(|e| e.to_string()).unwrap_or_default()
         ))
+    }
+
+    /// Gives `domain`'s provider a spam filter: now if it is running, and
+    /// whenever it is restarted.
+    pub fn add_spam_filter(
+        &mut self,
+        domain: &str,
+        filter: std::sync::Arc<dyn entente_provider::spam::SpamFilter>,
+    ) -> Result<()> {
+        let m = self.member(domain)?;
+        if let Some(h) = &m.handle {
+            h.state.spam.add(filter.clone());
+        }
+        m.spam_filters.push(filter);
+        Ok(())
     }
 
     /// Stops a provider gracefully.

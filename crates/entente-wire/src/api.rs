@@ -329,3 +329,21 @@ pub enum PushFrame {
 pub fn path_segment(uri: &str) -> String {
     percent_encoding::utf8_percent_encode(uri, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// `POST /v1/rooms/{room}/reports`: a MIMI `AbuseReport` (draft-ietf-mimi-protocol-06
+/// section 5.9) about messages in the room, sent to the reporter's own provider,
+/// which verifies it (if it hubs the room) or relays it to the room's hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportCall {
+    /// The encoded `AbuseReport`. `reportingUser` must be the caller's user.
+    #[serde(with = "b64")]
+    pub report: Vec<u8>,
+}
+
+/// The answer to a [`ReportCall`]: the hub verified every reported message's frank
+/// and stored the report (or had stored the same report before).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportAnswer {
+    /// `"accepted"`.
+    pub status: String,
+}

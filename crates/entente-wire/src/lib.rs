@@ -11,11 +11,15 @@
 //! - [`api`]: the provider's own client API (JSON over HTTPS and WebSocket).
 //! - [`signal`]: the Signal-compatible channel's key directory, capabilities and
 //!   sealed-sender delivery (JSON, client API and federation).
+//! - [`moderation`]: moderators' notices to users (client API JSON) and the
+//!   moderators' web page's form and cookie parsers.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod blobs;
+pub mod consent;
 pub mod content;
 pub mod ids;
 pub mod mimi;
+pub mod moderation;
 pub mod signal;

@@ -577,6 +577,7 @@ pub async fn run(c: AccountCommand, common: Common) -> Result<()> {
                     resent.len()
                 );
             }
+            crate::moderation_cmd::show_unread_notices(&client, common.json).await;
             Ok(())
         }
         AccountCommand::History { with, room, limit } => {

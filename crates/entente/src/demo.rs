@@ -41,7 +41,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         1,
         "Starting providers a.example and b.example on loopback (throwaway CA, mutual TLS, SQLite)",
     );
-    let fed = Federation::start_in(&root, &["a.example", "b.example"]).await?;
+    // The product default: strangers get no key material until accepted.
+    let fed = Federation::start_in_with(
+        &root,
+        &["a.example", "b.example"],
+        Federation::require_consent,
+    )
+    .await?;
     for (d, m) in &fed.members {
         println!("    {d} at https://{}", m.config.listen);
     }
@@ -70,8 +76,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     step(
         3,
-        "Alice starts a chat: a MIMI room hubbed by a.example, an MLS group with Bob's device",
+        "Alice sends Bob a message request (MIMI requestConsent); Bob accepts; Alice starts a chat: a MIMI room hubbed by a.example, an MLS group with Bob's device",
     );
+    alice.request_consent(&bob_id, None).await?;
+    wait_for_request(&bob, &alice_id).await?;
+    println!("    Bob sees a request from {}", alice_id.handle());
+    bob.accept_request(&alice_id, None).await?;
+    println!("    Bob accepted: b.example now hands Bob's KeyPackages to Alice");
     let room = alice.start_chat(&bob_id).await?;
     println!("    room {room}");
     let joined = sync_until(&mut bob, 1, |e| matches!(e, Event::Joined { .. })).await?;
@@ -181,6 +192,25 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
 /// Syncs until `n` events matching `pred` arrived (delivery across providers is
 /// asynchronous), or 10 seconds passed. Returns all events seen.
+/// Waits (up to 20 s) until `from`'s message request reached `to`'s provider
+/// through a.example's outbound queue.
+async fn wait_for_request(to: &Client, from: &UserId) -> Result<()> {
+    let handle = from.handle();
+    for _ in 0..200 {
+        if to
+            .consent_requests()
+            .await?
+            .incoming
+            .iter()
+            .any(|r| r.user == handle)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the message request from {handle} did not arrive")
+}
+
 async fn sync_until(
     client: &mut Client,
     n: usize,

@@ -3,13 +3,16 @@
 
 mod account;
 mod compare_groups;
+mod consent_cmd;
 mod demo;
 mod file_cmd;
 mod file_load;
 mod group_cmd;
 mod group_load;
 mod load;
+mod moderation_cmd;
 mod provider_cmd;
+mod report_cmd;
 mod room_cmd;
 
 use std::path::PathBuf;
@@ -60,6 +63,16 @@ enum Command {
     /// Use an account: create it, chat, send, listen.
     #[command(flatten)]
     Account(account::AccountCommand),
+    /// Message requests and blocks: request, requests, accept, decline, block,
+    /// unblock, blocked.
+    #[command(flatten)]
+    Consent(consent_cmd::ConsentCommand),
+    /// Notices from your provider's moderators.
+    #[command(flatten)]
+    Notices(moderation_cmd::NoticeCommand),
+    /// Report an abusive message to the room's hub.
+    #[command(flatten)]
+    Report(report_cmd::ReportCommand),
     /// Group rooms: create them, invite and remove people, roles, name and topic
     ///
     /// A room is named by its URI, as `entente room create` and `entente rooms`
@@ -167,6 +180,9 @@ fn main() -> ExitCode {
             Command::Provider(c) => provider_cmd::run(c).await,
             Command::Ca(c) => provider_cmd::run_ca(c),
             Command::Account(c) => account::run(c, cli.common).await,
+            Command::Consent(c) => consent_cmd::run(c, cli.common).await,
+            Command::Notices(c) => moderation_cmd::run_notices(c, cli.common).await,
+            Command::Report(c) => report_cmd::run(c, cli.common).await,
             Command::Room(c) => room_cmd::run(c, cli.common).await,
             Command::File(c) => file_cmd::run(c, cli.common).await,
             Command::Group(c) => group_cmd::run(c, cli.common).await,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use entente_provider::config::{Config, FederationConfig, Limits, RegistrationConfig, TlsConfig};
+use entente_provider::config::{Config, FederationConfig, TlsConfig};
 use entente_tls::DevCa;
 
 #[derive(Subcommand)]
@@ -27,6 +27,32 @@ pub enum ProviderCommand {
         #[arg(long, short, default_value = "provider.toml")]
         config: PathBuf,
     },
+    /// List abuse reports for moderators (open ones by default).
+    ///
+    /// Reports "verified at our hub" were checked against the hub's franks: the
+    /// messages shown are exactly what the accused sent in that room. Reports
+    /// "about our user" are notices from a room's hub about one of our users. Talks
+    /// to the running provider's admin API with the token in its data directory;
+    /// the same is on the web at https://DOMAIN/moderation/.
+    ///
+    ///   entente provider reports --config a/provider.toml
+    ///   entente provider reports --config a/provider.toml --all
+    ///   entente provider reports --config a/provider.toml --id 7
+    #[command(verbatim_doc_comment)]
+    Reports(crate::moderation_cmd::ReportsArgs),
+    /// Act on abuse: warn or suspend a local user, ban a remote user or domain,
+    /// dismiss a report
+    ///
+    ///   entente provider moderate --config a/provider.toml warn alice@a.example "Please stop spamming" --report 7
+    ///   entente provider moderate --config a/provider.toml suspend alice@a.example --reason "spam after warning"
+    ///   entente provider moderate --config a/provider.toml unsuspend alice@a.example
+    ///   entente provider moderate --config a/provider.toml ban-user mallory@m.example --reason harassment --report 9
+    ///   entente provider moderate --config a/provider.toml ban-domain m.example --reason "spam source"
+    ///   entente provider moderate --config a/provider.toml dismiss 8 --reason "not abuse"
+    ///
+    /// Every action is logged with your name (--as, default $USER) and the reason.
+    #[command(verbatim_doc_comment)]
+    Moderate(crate::moderation_cmd::ModerateArgs),
 }
 
 #[derive(Args)]
@@ -52,6 +78,10 @@ pub struct InitArgs {
     /// Overwrite an existing configuration.
     #[arg(long)]
     force: bool,
+    /// Who gets your users' keys: "required" (the default: only people a user
+    /// accepted, see `entente request`) or "open" (anyone they did not block).
+    #[arg(long, value_name = "required|open", default_value = "required", value_parser = ["required", "open"])]
+    consent: String,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +118,8 @@ pub fn run_ca(c: CaCommand) -> Result<()> {
 pub async fn run(c: ProviderCommand) -> Result<()> {
     match c {
         ProviderCommand::Init(a) => init(a),
+        ProviderCommand::Reports(a) => crate::moderation_cmd::reports(a).await,
+        ProviderCommand::Moderate(a) => crate::moderation_cmd::moderate(a).await,
         ProviderCommand::Run { config } => {
             let cfg = Config::load(&config)?;
             let domain = cfg.domain.clone();
@@ -132,21 +164,20 @@ fn init(a: InitArgs) -> Result<()> {
         }
         None => "system".to_owned(),
     };
-    let cfg = Config {
-        domain: a.domain.clone(),
-        listen: a.listen,
-        data_dir: PathBuf::from("data"),
-        tls: TlsConfig {
+    let mut cfg = Config::new(
+        a.domain.clone(),
+        a.listen,
+        PathBuf::from("data"),
+        TlsConfig {
             certificate: PathBuf::from("provider.crt"),
             private_key: PathBuf::from("provider.key"),
             trust,
         },
-        federation: FederationConfig { peers },
-        registration: RegistrationConfig::default(),
-        limits: Limits::default(),
-        blobs: Default::default(),
-        protocols: Default::default(),
-    };
+    );
+    cfg.federation = FederationConfig { peers };
+    if a.consent == "open" {
+        cfg.consent.mode = entente_provider::consent::ConsentMode::Open;
+    }
     cfg.validate().map_err(|e| anyhow::anyhow!(e))?;
     std::fs::write(
         &path,

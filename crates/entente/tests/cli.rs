@@ -110,6 +110,9 @@ fn local_federation_through_the_cli() {
             "ca",
             "--peer",
             &format!("b.example={lb}"),
+            // Strangers talk here; consent has its own test (`consent_through_the_cli`).
+            "--consent",
+            "open",
         ],
         d,
     );
@@ -127,6 +130,9 @@ fn local_federation_through_the_cli() {
             "ca",
             "--peer",
             &format!("a.example={la}"),
+            // Strangers talk here; consent has its own test (`consent_through_the_cli`).
+            "--consent",
+            "open",
         ],
         d,
     );
@@ -329,6 +335,11 @@ fn local_federation_through_the_cli() {
 /// Starts one provider per domain, each peering with all the others. Returns the
 /// running providers and each domain's address.
 fn start_federation(d: &Path, domains: &[&str]) -> (Vec<Running>, Vec<String>) {
+    start_federation_with(d, domains, "open")
+}
+
+/// [`start_federation`] with `[consent] mode = consent`.
+fn start_federation_with(d: &Path, domains: &[&str], consent: &str) -> (Vec<Running>, Vec<String>) {
     let addrs: Vec<String> = domains
         .iter()
         .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -347,6 +358,10 @@ fn start_federation(d: &Path, domains: &[&str]) -> (Vec<Running>, Vec<String>) {
             addrs[i].clone(),
             "--ca".into(),
             "ca".into(),
+            // Strangers talk in most tests; consent has its own
+            // (`consent_through_the_cli`).
+            "--consent".into(),
+            consent.into(),
         ];
         for (j, peer) in domains.iter().enumerate() {
             if j != i {
@@ -805,4 +820,210 @@ fn signal_channel_through_the_cli() {
         v["text"] == "Hi Alice"
     });
     assert_eq!(lines["sender"], "dave@b.example");
+}
+
+/// The product default (`[consent] mode = "required"`) through the CLI: a
+/// stranger's message fails with a clear error; a request shows in `entente
+/// requests`; `accept` lets the message through; `block`, `blocked`, `unblock`.
+#[test]
+fn consent_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_providers, addrs) = start_federation_with(d, &["a.example", "b.example"], "required");
+    for ((home, user), addr) in [("alice", "alice@a.example"), ("bob", "bob@b.example")]
+        .into_iter()
+        .zip(&addrs)
+    {
+        run(
+            &[
+                "--home",
+                home,
+                "account",
+                "create",
+                user,
+                "--address",
+                addr,
+                "--ca",
+                "ca/ca.crt",
+            ],
+            d,
+        );
+    }
+    let out = entente()
+        .args(["--home", "alice", "send", "--to", "bob@b.example", "Hi"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a stranger could write: {err}");
+    assert!(
+        err.contains("bob@b.example has not accepted a request from you")
+            && err.contains("entente request bob@b.example"),
+        "{err}"
+    );
+
+    let text = stdout(&run(&["--home", "alice", "request", "bob@b.example"], d));
+    assert!(text.contains("Asked bob@b.example"), "{text}");
+    let requests = poll_json("bob", &["requests"], d, "bob sees the request", |v| {
+        v["incoming"][0]["user"] == "alice@a.example"
+    });
+    assert_eq!(requests["incoming"].as_array().unwrap().len(), 1);
+    let text = stdout(&run(&["--home", "bob", "requests"], d));
+    assert!(
+        text.contains("alice@a.example") && text.contains("entente accept"),
+        "{text}"
+    );
+    run(&["--home", "bob", "accept", "alice@a.example"], d);
+    run(
+        &["--home", "alice", "send", "--to", "bob@b.example", "Hi"],
+        d,
+    );
+    poll_json(
+        "bob",
+        &["history", "--with", "alice@a.example"],
+        d,
+        "bob gets it",
+        |v| v["text"] == "Hi",
+    );
+
+    let blocked = run_json("bob", &["block", "alice@a.example"], d);
+    assert_eq!(blocked["blocked"], "alice@a.example");
+    assert_eq!(blocked["left_rooms"].as_array().unwrap().len(), 1);
+    let list = run_json("bob", &["blocked"], d);
+    assert_eq!(list["blocked"][0]["user"], "alice@a.example");
+    run(&["--home", "bob", "unblock", "alice@a.example"], d);
+    let list = run_json("bob", &["blocked"], d);
+    assert!(list["blocked"].as_array().unwrap().is_empty(), "{list}");
+
+    let text = stdout(&run(&["block", "--help"], d));
+    assert!(text.contains("entente block mallory@m.example"), "{text}");
+    let text = stdout(&run(&["--help"], d));
+    for word in [
+        "request", "requests", "accept", "decline", "block", "unblock", "blocked",
+    ] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
+}
+
+#[test]
+fn moderation_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_providers, addrs) = start_federation(d, &["a.example"]);
+    run(
+        &[
+            "--home",
+            "alice",
+            "account",
+            "create",
+            "alice@a.example",
+            "--address",
+            &addrs[0],
+            "--ca",
+            "ca/ca.crt",
+        ],
+        d,
+    );
+    let config = "a.example/provider.toml";
+    let text = stdout(&run(&["provider", "reports", "--config", config], d));
+    assert!(text.contains("no open reports"), "{text}");
+
+    // A verified report, stored as the hub's report path stores it.
+    let content = entente_wire::content::MimiContent::text("cheap pills", false, [1; 16]).encode();
+    let messages = serde_json::json!([{
+        "content": entente_wire::api::b64::encode(&content),
+        "accepted_at": 1_700_000_000_000u64,
+    }]);
+    let db = rusqlite::Connection::open(d.join("a.example/data/provider.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO abuse_reports (received_at, role, room, hub, reporter, reporter_domain,
+             alleged_abuser, reason, note, messages, digest)
+         VALUES (1700000000000, 'hub', 'mimi://a.example/r/x', 'a.example',
+             'mimi://a.example/u/bob', 'a.example', 'mimi://a.example/u/alice', 3, 'spam', ?1, ?2)",
+        rusqlite::params![messages.to_string(), vec![9u8; 32]],
+    )
+    .unwrap();
+    drop(db);
+    let text = stdout(&run(&["provider", "reports", "--config", config], d));
+    assert!(
+        text.contains("#1 [open]") && text.contains("cheap pills") && text.contains("alice"),
+        "{text}"
+    );
+
+    // Warn alice and close the report; her next sync shows the notice once.
+    let text = stdout(&run(
+        &[
+            "provider",
+            "moderate",
+            "--config",
+            config,
+            "--as",
+            "op",
+            "warn",
+            "alice@a.example",
+            "Please stop.",
+            "--report",
+            "1",
+        ],
+        d,
+    ));
+    assert!(text.contains("warned"), "{text}");
+    let text = stdout(&run(&["provider", "reports", "--config", config], d));
+    assert!(text.contains("no open reports"), "{text}");
+    let all: serde_json::Value = serde_json::from_str(&stdout(&run(
+        &["provider", "reports", "--config", config, "--all", "--json"],
+        d,
+    )))
+    .unwrap();
+    assert_eq!(all[0]["status"], "actioned");
+    let text = stdout(&run(&["--home", "alice", "sync"], d));
+    assert!(text.contains("Please stop."), "{text}");
+    let text = stdout(&run(&["--home", "alice", "notices"], d));
+    assert!(text.contains("Please stop."), "{text}");
+    let text = stdout(&run(&["--home", "alice", "sync"], d));
+    assert!(!text.contains("Please stop."), "{text}");
+
+    // Suspended: alice's commands fail with the reason; unsuspended, they work.
+    run(
+        &[
+            "provider",
+            "moderate",
+            "--config",
+            config,
+            "suspend",
+            "alice@a.example",
+            "--reason",
+            "spam after warning",
+        ],
+        d,
+    );
+    let out = entente()
+        .args(["--home", "alice", "sync"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("suspended") && err.contains("spam after warning"),
+        "{err}"
+    );
+    run(
+        &[
+            "provider",
+            "moderate",
+            "--config",
+            config,
+            "unsuspend",
+            "alice@a.example",
+        ],
+        d,
+    );
+    run(&["--home", "alice", "sync"], d);
+
+    let text = stdout(&run(&["provider", "moderate", "--help"], d));
+    for word in ["warn", "suspend", "ban-user", "ban-domain", "dismiss"] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
 }

@@ -37,6 +37,45 @@ pub enum FedError {
 impl From<FedError> for Failure {
     fn from(e: FedError) -> Self {
         match &e {
+            // A peer's rate limit or spam throttle is passed on as such, with its
+            // message and retry-after.
+            FedError::Unreachable {
+                domain,
+                reason,
+                retry_after,
+            } if reason.starts_with("429 ") => {
+                let message = reason
+                    .split_once(": ")
+                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "too many requests".into());
+                let mut f = Failure::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("{domain}: {message}"),
+                );
+                f.retry_after_secs = Some(retry_after.unwrap_or(5).max(1));
+                f
+            }
+            // So is a peer's spam filter's refusal.
+            FedError::Refused {
+                domain,
+                status: 403,
+                reason,
+            } if serde_json::from_str::<serde_json::Value>(reason)
+                .ok()
+                .is_some_and(|v| v["code"] == "spam_rejected") =>
+            {
+                let message = serde_json::from_str::<serde_json::Value>(reason)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Failure::new(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "spam_rejected",
+                    format!("{domain}: {message}"),
+                )
+            }
             FedError::Unreachable { retry_after, .. } => {
                 Failure::unavailable(e.to_string(), retry_after.unwrap_or(5))
             }

@@ -48,7 +48,7 @@ pub struct Peer(pub Domain);
 impl FromRequestParts<AppState> for Peer {
     type Rejection = Failure;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Failure> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Failure> {
         let from = parts
             .headers
             .get("from")
@@ -63,7 +63,12 @@ impl FromRequestParts<AppState> for Peer {
             .await
             .map_err(|_| Failure::internal("connection info", "missing"))?;
         match &info.peer_certificate {
-            Some(cert) if cert.is_valid_for_domain(domain.as_str()) => Ok(Peer(domain)),
+            Some(cert) if cert.is_valid_for_domain(domain.as_str()) => {
+                // Every federation request of a banned domain is refused here.
+                crate::moderation::check_remote(state, &domain, None).await?;
+                crate::ratelimit::check_peer(state, domain.as_str())?;
+                Ok(Peer(domain))
+            }
             Some(_) => Err(Failure::unauthenticated(format!(
                 "your TLS certificate is not valid for {domain}"
             ))),
@@ -83,6 +88,8 @@ async fn directory(State(state): State<AppState>) -> Json<serde_json::Value> {
         "submitMessage": format!("{base}/submitMessage/{{roomId}}"),
         "groupState": format!("{base}/groupState/{{roomId}}"),
         "groupInfo": format!("{base}/groupInfo/{{roomId}}"),
+        "requestConsent": format!("{base}/requestConsent/{{targetDomain}}"),
+        "updateConsent": format!("{base}/updateConsent/{{requesterDomain}}"),
         "proxyDownload": format!("{base}/proxyDownload/{{downloadUrl}}"),
     });
     // Entente's extension endpoints (the Signal channel), as `entente:*` entries.

@@ -180,7 +180,7 @@ fn refuse(e: &TrackError) -> Result<Vec<u8>, Failure> {
         TrackError::Malformed(m) => Err(Failure::bad_request(m.clone())),
         TrackError::Internal(m) => Err(Failure::internal("room state", m)),
         other => {
-            tracing::info!(reason = %other, "handshake refused");
+            tracing::info!(reason = %crate::privacy::redacted(&other), "handshake refused");
             Ok(wire::update_not_allowed(&other.to_string()))
         }
     }

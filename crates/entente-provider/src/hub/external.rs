@@ -136,7 +136,7 @@ pub async fn serve_group_info(
         .room_state()
         .map_err(|e| Failure::internal("room state", e))?;
     if let Err(e) = entente_core::room::authorize_external_join(&room_state, cert.user()) {
-        tracing::info!(reason = %e, "group info refused");
+        tracing::info!(reason = %crate::privacy::redacted(&e), "group info refused");
         return answer(room, GroupInfoResult::NotAuthorized);
     }
     let group_info = crate::tracker::decode_group_info(&snapshot.group_info)

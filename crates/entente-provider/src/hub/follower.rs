@@ -300,7 +300,7 @@ fn apply_handshake(
     );
     if !is_commit {
         if let Err(e) = t.queue_proposal(&state.crypto, message) {
-            tracing::warn!(error = %e, "a proposal the hub accepted does not apply here");
+            tracing::warn!(error = %crate::privacy::redacted(&e), "a proposal the hub accepted does not apply here");
         }
         return;
     }
@@ -330,7 +330,7 @@ fn apply_handshake(
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "a commit the hub accepted does not apply here; fetching its state");
+            tracing::warn!(error = %crate::privacy::redacted(&e), "a commit the hub accepted does not apply here; fetching its state");
             *refetch = true;
         }
     }

@@ -16,6 +16,7 @@ use tls_codec::Deserialize as _;
 
 use super::{Submitter, wire};
 use crate::error::Failure;
+use crate::spam::{EventKind, SpamEvent};
 use crate::state::{AppState, now_secs};
 use crate::store::KeyPackageRoute;
 
@@ -49,6 +50,14 @@ pub async fn key_material(
             return Err(Failure::forbidden("requestingUser must be your own user"));
         }
         Submitter::Peer(p) => {
+            if !state.is_local(requester.domain()) {
+                crate::moderation::check_remote(
+                    state,
+                    requester.domain(),
+                    Some(&requester.to_string()),
+                )
+                .await?;
+            }
             // The room's hub asks on behalf of a room member; a follower asks its
             // hub (us) on behalf of its own user.
             let hub_asking = room.domain() == p;
@@ -61,6 +70,11 @@ pub async fn key_material(
         }
         Submitter::Client(_) => {}
     }
+    let event = match &from {
+        Submitter::Client(_) => SpamEvent::local(EventKind::KeyMaterialClaim, &requester),
+        Submitter::Peer(p) => SpamEvent::remote(EventKind::KeyMaterialClaim, p, Some(&requester)),
+    };
+    crate::spam::enforce(state, event.room(&room).target(&target_user)).await?;
     // As the room's hub, claim KeyPackages only for someone the requester may add:
     // otherwise any member could drain other users' KeyPackages.
     if state.is_local(room.domain()) {
@@ -70,6 +84,20 @@ pub async fn key_material(
     if state.is_local(target_user.domain()) {
         crate::signal::require_mls_rooms(state)?;
         verify_request(state, &req, &requester).await?;
+        // Consent and blocks (crate::consent): refused with the draft's user code,
+        // the same for a block as for no consent.
+        if let Some(code) =
+            crate::consent::check_key_material(state, &target_user, &requester, &room).await?
+        {
+            return KeyMaterialResponse {
+                protocol: Protocol::Mls10,
+                user_status: code,
+                user_uri: IdentifierUri::new(target_user.to_string().into_bytes()),
+                clients: Vec::new(),
+            }
+            .encode()
+            .map_err(|e| Failure::internal("KeyMaterialResponse", e));
+        }
         return serve_local(state, &target_user).await;
     }
     if !state.is_local(room.domain()) {

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::client_api::Authed;
 use crate::error::Failure;
 use crate::metrics::Metrics;
+use crate::spam::{EventKind, SpamEvent};
 use crate::state::{AppState, now_ms};
 use crate::store::{Batch, BatchOutcome, ClientRecord, Dedup, Delivery, NewOutbound, RoomRecord};
 
@@ -108,6 +109,14 @@ pub async fn client_key_material(
     let response = if state.is_local(room.domain()) {
         keys::key_material(&state, &target, call.request, Submitter::Client(a.client)).await?
     } else {
+        // The hub observes the claims it serves; as a follower we observe our own
+        // client's before relaying it.
+        let event = SpamEvent::local(EventKind::KeyMaterialClaim, a.client_id.user()).room(&room);
+        let event = match UserId::parse_any(&target) {
+            Ok(t) => event.target(&t),
+            Err(_) => event,
+        };
+        crate::spam::enforce(&state, event).await?;
         state
             .federation
             .post(room.domain(), "keyMaterial", &target, call.request)
@@ -168,6 +177,18 @@ async fn to_hub(
     // checks every commit against the group and the policy, whoever relays it.
     if matches!(endpoint, HubEndpoint::SubmitMessage) {
         require_local_member(state, &room, &a.client.client).await?;
+        // The hub observes what it accepts; as a follower we observe our own
+        // client's message before relaying it.
+        if !state.is_local(room.domain()) {
+            let user = a.client_id.user();
+            crate::spam::enforce(
+                state,
+                SpamEvent::local(EventKind::MessageSubmission, user)
+                    .room(&room)
+                    .size(request.len()),
+            )
+            .await?;
+        }
     }
     let response = if !state.is_local(room.domain()) {
         relay(state, &room, endpoint, request, &a.client).await?
@@ -261,6 +282,7 @@ pub async fn accept_submit(
             if sender.domain() != p {
                 return Ok(wire::submit_not_allowed());
             }
+            crate::moderation::check_remote(state, p, Some(&sender.to_string())).await?;
             require_participating_peer(state, room, p).await?;
         }
         Submitter::Client(_) => {}
@@ -278,7 +300,7 @@ pub async fn accept_submit(
             ));
         };
         if let Err(e) = entente_core::room::authorize_send(t.state(), &sender) {
-            tracing::info!(reason = %e, "message refused by room policy");
+            tracing::info!(reason = %crate::privacy::redacted(&e), "message refused by room policy");
             return Ok(wire::submit_not_allowed());
         }
     }
@@ -289,8 +311,29 @@ pub async fn accept_submit(
     let (members, domains) = state
         .db(move |s| Ok((s.room_clients(&r)?, s.room_domains(&r)?)))
         .await?;
+    let event = match &from {
+        Submitter::Client(_) => SpamEvent::local(EventKind::MessageSubmission, &sender),
+        Submitter::Peer(p) => SpamEvent::remote(EventKind::MessageSubmission, p, Some(&sender)),
+    };
+    crate::spam::enforce(
+        state,
+        event
+            .room(room)
+            .size(submit.message_bytes.len())
+            .recipients(members.len() + domains.len()),
+    )
+    .await?;
     let ts = now_ms();
-    let fanout = wire::fanout(ts, &submit.message_bytes, None)
+    // Franking (MIMI-06 section 5.4.1.2): deterministic, so a duplicate submission
+    // (answered with the first acceptance time) gets the same frank.
+    let frank_at = |at: u64| {
+        submit
+            .franking_tag
+            .as_ref()
+            .and_then(|tag| crate::abuse::frank_message(state, tag, &sender, room, at))
+    };
+    let frank = frank_at(ts);
+    let fanout = wire::fanout_application(ts, &submit.message_bytes, frank.clone())
         .map_err(|e| Failure::internal("fanout", e))?;
     let mut batch = Batch {
         dedup: Some(Dedup {
@@ -304,9 +347,11 @@ pub async fn accept_submit(
     match commit_batch(state, batch).await? {
         BatchOutcome::Applied { .. } => {
             Metrics::inc(&state.metrics.messages_accepted);
-            Ok(wire::submit_accepted(ts))
+            Ok(wire::submit_accepted(ts, frank))
         }
-        BatchOutcome::Duplicate { accepted_at } => Ok(wire::submit_accepted(accepted_at)),
+        BatchOutcome::Duplicate { accepted_at } => {
+            Ok(wire::submit_accepted(accepted_at, frank_at(accepted_at)))
+        }
         BatchOutcome::WrongEpoch { current } => Ok(wire::submit_epoch_too_old(current)),
     }
 }

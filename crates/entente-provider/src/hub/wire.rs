@@ -159,6 +159,9 @@ pub struct Submit {
     pub epoch: u64,
     pub message_bytes: Vec<u8>,
     pub sending_uri: String,
+    /// The franking tag in the message's Safe AAD (`frank_aad`), if any. An AAD that
+    /// is not a Safe AAD is not ours to judge: the message is accepted unfranked.
+    pub franking_tag: Option<[u8; 32]>,
 }
 
 pub fn parse_submit(body: &[u8], room: &RoomId) -> Result<Submit, String> {
@@ -168,10 +171,14 @@ pub fn parse_submit(body: &[u8], room: &RoomId) -> Result<Submit, String> {
         return Err("appMessage must be a PrivateMessage".into());
     };
     check_room(pm.group_id().as_slice(), room)?;
+    let franking_tag = entente_core::franking::franking_tag_in_aad(pm.aad())
+        .ok()
+        .flatten();
     Ok(Submit {
         epoch: pm.epoch().as_u64(),
         message_bytes: encode_mls(&req.app_message)?,
         sending_uri: uri(&req.sending_uri),
+        franking_tag,
     })
 }
 
@@ -213,6 +220,22 @@ pub fn fanout(
     FanoutMessage { timestamp, event }
         .encode()
         .map_err(|e| e.to_string())
+}
+
+/// Encodes the FanoutMessage of an accepted application message, with its frank.
+pub fn fanout_application(
+    timestamp: u64,
+    message_bytes: &[u8],
+    frank: Option<mimi::Frank>,
+) -> Result<Vec<u8>, String> {
+    let message = <MlsMessage as tls_codec::Deserialize>::tls_deserialize_exact(message_bytes)
+        .map_err(|e| format!("re-decoding an accepted message: {e}"))?;
+    FanoutMessage {
+        timestamp,
+        event: FanoutEvent::Application { message, frank },
+    }
+    .encode()
+    .map_err(|e| e.to_string())
 }
 
 /// What a follower needs of one FanoutMessage.
@@ -309,10 +332,10 @@ fn submit_response(outcome: SubmitOutcome) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-pub fn submit_accepted(ts: u64) -> Vec<u8> {
+pub fn submit_accepted(ts: u64, frank: Option<mimi::Frank>) -> Vec<u8> {
     submit_response(SubmitOutcome::Accepted {
         accepted_timestamp: ts,
-        frank: None,
+        frank,
     })
 }
 

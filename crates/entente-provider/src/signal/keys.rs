@@ -157,23 +157,32 @@ pub(super) async fn prekey_status(
 pub(super) async fn client_bundles(
     State(state): State<AppState>,
     Path(user): Path<String>,
-    _a: AuthedParts,
+    a: AuthedParts,
 ) -> Result<Json<UserBundles>, Failure> {
     let user = user_param(&user)?;
+    let requester =
+        UserId::parse_uri(&a.client.user).map_err(|e| Failure::internal("client record", e))?;
+    crate::spam::enforce(
+        &state,
+        crate::spam::SpamEvent::local(crate::spam::EventKind::BundleClaim, &requester)
+            .target(&user),
+    )
+    .await?;
     if state.is_local(user.domain()) {
-        return Ok(Json(claim_local(&state, &user).await?));
+        return Ok(Json(claim_local(&state, &user, &requester).await?));
     }
     let path = format!("{FED_BUNDLES}/{}", path_segment(&user.to_string()));
+    // The requester is named so that the target's provider can apply consent and
+    // blocks (crate::consent).
+    let claim = serde_json::to_vec(&entente_wire::consent::BundleClaim {
+        requester: requester.to_string(),
+    })
+    .map_err(|e| Failure::internal("bundle claim", e))?;
     let answer = state
         .federation
-        .extension(
-            reqwest::Method::POST,
-            user.domain(),
-            &path,
-            Some(Vec::new()),
-        )
+        .extension(reqwest::Method::POST, user.domain(), &path, Some(claim))
         .await
-        .map_err(passed_on)?;
+        .map_err(|e| crate::consent::passed_on(&e).unwrap_or_else(|| passed_on(e)))?;
     let bundles: UserBundles = serde_json::from_slice(&answer)
         .map_err(|e| peer_invalid(user.domain(), format!("bundles: {e}")))?;
     bundles
@@ -183,17 +192,48 @@ pub(super) async fn client_bundles(
 }
 
 /// `POST /entente/v1/signal/bundles/{user}`: a peer claims bundles of our user on
-/// behalf of one of its clients (which it does not name).
+/// behalf of one of its users, named in the body
+/// ([`BundleClaim`](entente_wire::consent::BundleClaim)) so that consent and blocks
+/// apply; it must be a user of the peer's domain.
 pub(super) async fn peer_bundles(
     State(state): State<AppState>,
-    Peer(_peer): Peer,
+    Peer(peer): Peer,
     Path(user): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<UserBundles>, Failure> {
     let user = local_user_param(&state, &user)?;
-    Ok(Json(claim_local(&state, &user).await?))
+    let claim: entente_wire::consent::BundleClaim = serde_json::from_slice(&body).map_err(|e| {
+        Failure::bad_request(format!(
+            "body: {e}; name the requesting user: {{\"requester\": \"mimi://<your domain>/u/<name>\"}}"
+        ))
+    })?;
+    let requester = UserId::parse_uri(&claim.requester)
+        .map_err(|e| Failure::bad_request(format!("requester: {e}")))?;
+    if requester.domain() != &peer {
+        return Err(Failure::forbidden(format!(
+            "requester must be a user of your domain ({peer}), not of {}",
+            requester.domain()
+        )));
+    }
+    crate::spam::enforce(
+        &state,
+        crate::spam::SpamEvent::remote(
+            crate::spam::EventKind::BundleClaim,
+            &peer,
+            Some(&requester),
+        )
+        .target(&user),
+    )
+    .await?;
+    Ok(Json(claim_local(&state, &user, &requester).await?))
 }
 
-async fn claim_local(state: &AppState, user: &UserId) -> Result<UserBundles, Failure> {
+async fn claim_local(
+    state: &AppState,
+    user: &UserId,
+    requester: &UserId,
+) -> Result<UserBundles, Failure> {
+    crate::consent::check_bundles(state, user, requester).await?;
     let u = user.to_string();
     let claimed = state
         .db(move |s| {

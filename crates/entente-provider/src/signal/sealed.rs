@@ -20,6 +20,7 @@ use super::FED_MESSAGES;
 use crate::client_api::Authed;
 use crate::error::Failure;
 use crate::federation::server::Peer;
+use crate::spam::{EventKind, SpamEvent};
 use crate::state::{AppState, now_ms};
 use crate::store::{Batch, BatchOutcome, Dedup, Delivery, NewOutbound};
 
@@ -83,6 +84,14 @@ pub(super) async fn send_sealed(
         .validate()
         .map_err(|e| Failure::bad_request(e.to_string()))?;
     let accepted = u32::try_from(send.messages.len()).unwrap_or(u32::MAX);
+    crate::spam::enforce(
+        &state,
+        SpamEvent::local(EventKind::SealedSend, a.client_id.user())
+            .target(&recipient)
+            .size(send.messages.iter().map(|m| m.sealed.len()).sum())
+            .recipients(send.messages.len()),
+    )
+    .await?;
     let key = dedup_key(&send.messages);
     let outcome = if state.is_local(recipient.domain()) {
         if let Some(mismatch) = mismatched_devices(&state, &recipient, &clients, &a).await? {
@@ -208,7 +217,7 @@ async fn deliver_locally(
 /// `POST /entente/v1/signal/messages`: sealed messages from a peer for our clients.
 pub(super) async fn peer_deliver(
     State(state): State<AppState>,
-    Peer(_peer): Peer,
+    Peer(peer): Peer,
     body: Bytes,
 ) -> Result<Json<SealedSendResult>, Failure> {
     let delivery: SealedDelivery = serde_json::from_slice(&body)
@@ -223,6 +232,14 @@ pub(super) async fn peer_deliver(
         )));
     }
     let accepted = u32::try_from(delivery.messages.len()).unwrap_or(u32::MAX);
+    // Sealed: the sender is not known, only the provider delivering.
+    crate::spam::enforce(
+        &state,
+        SpamEvent::remote(EventKind::SealedSend, &peer, None)
+            .size(delivery.messages.iter().map(|m| m.sealed.len()).sum())
+            .recipients(delivery.messages.len()),
+    )
+    .await?;
     let key = dedup_key(&delivery.messages);
     deliver_locally(&state, delivery.messages, key).await?;
     Ok(Json(SealedSendResult { accepted }))

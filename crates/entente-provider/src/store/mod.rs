@@ -11,7 +11,10 @@
 //! Durability contract: when a write method returns `Ok`, its effect is on stable
 //! storage (fsync'd), so the provider may acknowledge it to a client or peer.
 
+pub mod moderation;
 pub mod sqlite;
+
+pub use moderation::{ActionKind, LogRecord, ModerationAction, NoticeRecord, Sanction, Sanctions};
 
 /// Identifiers are passed as their canonical MIMI URI strings; the store does not
 /// interpret them.
@@ -88,6 +91,69 @@ pub struct OutboundRecord {
     pub body: Vec<u8>,
     pub attempts: u32,
     pub next_attempt_at: u64,
+}
+
+/// Which side of an abuse report this provider is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportRole {
+    /// We are the room's hub and verified the report's franks.
+    Hub,
+    /// We are the accused user's provider; the hub told us.
+    Accused,
+}
+
+/// What became of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportStatus {
+    Open,
+    Dismissed,
+    Actioned,
+}
+
+/// One reported message, as stored: the content the reporter disclosed (MIMI
+/// content bytes) and when the hub accepted it (ms).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReportedMessage {
+    #[serde(with = "entente_wire::api::b64")]
+    pub content: Vec<u8>,
+    pub accepted_at: u64,
+}
+
+/// A report to store ([`Store::record_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    pub received_at: u64,
+    pub role: ReportRole,
+    pub room: String,
+    pub hub: String,
+    /// `None` when the reporter is not disclosed to us.
+    pub reporter: Option<String>,
+    pub reporter_domain: String,
+    pub alleged_abuser: String,
+    pub reason: u8,
+    pub note: String,
+    pub messages: Vec<ReportedMessage>,
+    /// Identifies the report for deduplication (a replayed report has the same
+    /// digest): the caller's choice, e.g. SHA-256 of the reporter and the franks.
+    pub digest: [u8; 32],
+}
+
+/// A stored report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRecord {
+    pub id: u64,
+    pub report: NewReport,
+    pub status: ReportStatus,
+    pub resolution: Option<String>,
+    pub resolved_at: Option<u64>,
+}
+
+/// The outcome of [`Store::record_report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedReport {
+    New(u64),
+    /// The same report (same role and digest) was stored before, under this id.
+    Duplicate(u64),
 }
 
 /// A blob in the blob store: its metadata. The bytes are in a
@@ -226,6 +292,38 @@ pub struct ClientProtocols {
     pub protocols: Vec<String>,
 }
 
+/// What [`Store::expire_retained`] deletes: rows older than these cut-offs (ms
+/// since the UNIX epoch). `crate::retention` computes them from `[retention]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionCutoffs {
+    /// Inbox items (MLS and sealed) never acked, by when they entered the inbox.
+    pub undelivered_before_ms: u64,
+    /// Outbound federation requests still unsent, by when they were queued.
+    pub outbound_before_ms: u64,
+    /// Abuse reports (any status), by when they were received.
+    pub reports_before_ms: u64,
+}
+
+/// What [`Store::expire_retained`] deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionExpired {
+    /// Inbox rows (one per recipient client); their payloads go with the last.
+    pub inbox_items: u64,
+    /// Unsent outbound requests, per peer domain.
+    pub outbound: Vec<(String, u64)>,
+    pub reports: u64,
+}
+
+impl RetentionExpired {
+    pub fn outbound_total(&self) -> u64 {
+        self.outbound.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.inbox_items + self.outbound_total() + self.reports
+    }
+}
+
 /// One inbox item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxRecord {
@@ -304,6 +402,98 @@ pub enum BatchOutcome {
     Duplicate { accepted_at: u64 },
     /// The epoch check failed; nothing applied.
     WrongEpoch { current: u64 },
+}
+
+/// A consent scope as stored: user URIs; `room` `None` for any room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentKey {
+    /// The user whose key material is at stake.
+    pub target: String,
+    /// The user who wants to add the target.
+    pub requester: String,
+    pub room: Option<String>,
+}
+
+/// May `requester` have `target`'s key material ([`Store::consent_decision`])?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentDecision {
+    /// A grant covers the scope.
+    Granted,
+    /// No grant for the requester at all.
+    NoConsent,
+    /// Grants for the requester, but for other rooms only.
+    NoConsentForRoom,
+    /// The target blocked the requester.
+    Blocked,
+}
+
+/// One consent change; [`Store::consent_write`] applies a list atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentWrite {
+    /// A request to a local target. Stored unless the target blocked the requester
+    /// (then dropped: see [`Store::consent_write`]'s result).
+    Request {
+        key: ConsentKey,
+        at: u64,
+    },
+    /// Withdraws a pending request with exactly this scope.
+    Cancel {
+        key: ConsentKey,
+    },
+    /// A local target grants; pending requests of the requester (for that room, or
+    /// all if `room` is `None`) are answered.
+    Grant {
+        key: ConsentKey,
+        at: u64,
+    },
+    /// A local target declines: its pending requests from and grants to the
+    /// requester are deleted.
+    Decline {
+        target: String,
+        requester: String,
+    },
+    /// A local requester asked (pending), unless already granted.
+    Outgoing {
+        key: ConsentKey,
+        at: u64,
+    },
+    /// A local requester learnt that the target granted.
+    OutgoingGranted {
+        key: ConsentKey,
+        at: u64,
+    },
+    /// A local requester learnt that the target revoked: the record is deleted.
+    OutgoingRevoked {
+        key: ConsentKey,
+    },
+    /// A local user blocks another: the blocked user's pending requests and grants
+    /// to them are deleted, and the blocker's own requests to them.
+    Block {
+        blocker: String,
+        blocked: String,
+        at: u64,
+    },
+    Unblock {
+        blocker: String,
+        blocked: String,
+    },
+}
+
+/// A stored pending request, or outgoing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub key: ConsentKey,
+    /// Outgoing only: the target granted.
+    pub granted: bool,
+    pub at: u64,
+}
+
+/// A stored block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub blocker: String,
+    pub blocked: String,
+    pub at: u64,
 }
 
 /// The storage operations of a provider.
@@ -428,6 +618,69 @@ pub trait Store: Send + Sync + 'static {
     /// a signed prekey (and did not declare a list without it).
     fn user_capabilities(&self, user: &Uri) -> Result<Vec<ClientProtocols>>;
 
+    // ---- abuse reports
+
+    /// Stores a report unless one with the same role and digest exists.
+    fn record_report(&self, report: &NewReport) -> Result<RecordedReport>;
+    /// Reports, newest first; only those with `status` if given.
+    fn reports(&self, status: Option<ReportStatus>, limit: u32) -> Result<Vec<ReportRecord>>;
+    fn report(&self, id: u64) -> Result<Option<ReportRecord>>;
+    /// Closes a report. `NotFound` if there is no such report.
+    fn resolve_report(
+        &self,
+        id: u64,
+        status: ReportStatus,
+        resolution: &str,
+        now: u64,
+    ) -> Result<()>;
+
+    // --- moderation (crate::moderation) ---
+
+    /// Applies a moderation action and logs it, in one transaction; closes its
+    /// report if it names one. `NotFound` when undoing what is not in force
+    /// (unsuspend, unban) or when the report does not exist.
+    fn moderate(&self, action: &ModerationAction) -> Result<()>;
+    /// Every suspension and ban in force.
+    fn sanctions(&self) -> Result<Sanctions>;
+    /// A local user's notices, oldest first.
+    fn notices(&self, user: &Uri) -> Result<Vec<NoticeRecord>>;
+    /// Marks the user's notices with `id <= up_to` read; returns how many changed.
+    fn mark_notices_read(&self, user: &Uri, up_to: u64, now: u64) -> Result<u64>;
+    /// The moderation log, newest first.
+    fn moderation_log(&self, limit: u32) -> Result<Vec<LogRecord>>;
+    /// Deletes log entries older than `log_before` and notices read before
+    /// `read_before` (seconds). Returns rows deleted.
+    fn expire_moderation(&self, log_before: u64, read_before: u64) -> Result<u64>;
+
+    // --- consent and blocks (crate::consent) ---
+
+    /// Applies `writes` and queues `outbound` (created at `now_ms`) in one
+    /// transaction. Returns, per write, whether it changed anything (a `Request`
+    /// from a blocked requester returns `false` and stores nothing).
+    fn consent_write(
+        &self,
+        writes: &[ConsentWrite],
+        outbound: &[NewOutbound],
+        now_ms: u64,
+    ) -> Result<Vec<bool>>;
+    /// Whether `requester` may have `target`'s key material for `room` (`None`:
+    /// outside a room, which only a grant for any room covers).
+    fn consent_decision(
+        &self,
+        target: &Uri,
+        requester: &Uri,
+        room: Option<&str>,
+    ) -> Result<ConsentDecision>;
+    /// Pending requests to `target`, oldest first.
+    fn consent_incoming(&self, target: &Uri) -> Result<Vec<ConsentRecord>>;
+    /// Requests `requester` sent (and grants it received), newest first.
+    fn consent_outgoing(&self, requester: &Uri) -> Result<Vec<ConsentRecord>>;
+    /// Users `blocker` blocked, newest first.
+    fn consent_blocks(&self, blocker: &Uri) -> Result<Vec<BlockRecord>>;
+    /// Deletes pending incoming and outgoing requests last changed before
+    /// `before_ms`. Returns rows deleted.
+    fn expire_consent(&self, before_ms: u64) -> Result<u64>;
+
     // --- the commit point ---
 
     fn apply(&self, batch: Batch) -> Result<BatchOutcome>;
@@ -473,4 +726,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes dedup keys and echo marks older than `before` (ms), expired link codes
     /// and KeyPackage routes. Returns rows deleted.
     fn expire(&self, before_ms: u64, now_secs: u64) -> Result<u64>;
+
+    // --- retention (issue 6: metadata minimisation, docs/PRIVACY.md) ---
+
+    /// Deletes, in one transaction, what the retention policy says is kept too
+    /// long: undelivered inbox items, outbound requests that never got through,
+    /// old abuse reports (see [`RetentionCutoffs`]).
+    fn expire_retained(&self, cutoffs: &RetentionCutoffs) -> Result<RetentionExpired>;
 }

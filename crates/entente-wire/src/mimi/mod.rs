@@ -12,6 +12,7 @@
 //! | `POST /groupInfo/{roomId}`     | [`GroupInfoRequest`]     | [`GroupInfoResponse`] (+ [`GroupInfoRatchetTreeTBE`] inside) |
 //! | `POST /identifierQuery/{domain}` | [`IdentifierRequest`]  | [`IdentifierResponse`]  |
 //! | `POST /reportAbuse/{roomId}`   | [`AbuseReport`]          | (none)                  |
+//! | `POST /requestConsent/{targetDomain}`, `/updateConsent/{requesterDomain}` | [`ConsentEntry`] | (none) |
 //!
 //! Room state components: [`ParticipantListData`], [`ParticipantListUpdate`],
 //! [`RoomMetaData`], and the room policy's [`RoleData`] (draft-ietf-mimi-room-policy-03,
@@ -43,6 +44,7 @@
 mod abuse;
 mod app_data;
 mod common;
+mod consent;
 mod directory;
 mod error;
 mod fanout;
@@ -59,6 +61,7 @@ mod update;
 pub use abuse::{AbuseReport, AbuseType, AbusiveMessage};
 pub use app_data::{AppDataDictionary, ComponentData, UnsortedComponents};
 pub use common::{IdentifierUri, MessageShape, MlsMessage, Protocol};
+pub use consent::{ConsentEntry, ConsentOperation, ConsentScope};
 pub use directory::{Directory, DirectoryError};
 pub use error::FramingError;
 pub use fanout::{FanoutEvent, FanoutMessage, decode_fanout_batch, encode_fanout_batch};

@@ -25,12 +25,16 @@
 //! # Ok::<(), entente_provider::store::StoreError>(())
 //! ```
 
+mod abuse;
 mod accounts;
 mod blobs;
+mod consent;
 mod convert;
 mod key_packages;
+mod moderation;
 mod queues;
 mod readers;
+mod retention;
 mod rooms;
 mod schema;
 mod signal;
@@ -44,8 +48,9 @@ use self::readers::Readers;
 use self::writer::Writer;
 use super::{
     Batch, BatchOutcome, BlobAdmission, BlobRecord, ClaimedBundle, ClientProtocols, ClientRecord,
-    GroupSnapshot, InboxRecord, KeyPackageRoute, OutboundRecord, PublishOutcome, Result,
-    RoomRecord, SignalIdentity, SignalPreKeyStatus, SignalPreKeys, Store, StoreError, Uri,
+    GroupSnapshot, InboxRecord, KeyPackageRoute, NewReport, OutboundRecord, PublishOutcome,
+    RecordedReport, ReportRecord, ReportStatus, Result, RoomRecord, SignalIdentity,
+    SignalPreKeyStatus, SignalPreKeys, Store, StoreError, Uri,
 };
 
 /// Read connections kept open at most; more concurrent readers wait for one.
@@ -334,5 +339,109 @@ impl Store for SqliteStore {
     fn expire(&self, before_ms: u64, now_secs: u64) -> Result<u64> {
         self.writer
             .write(move |conn| queues::expire(conn, before_ms, now_secs))
+    }
+
+    fn expire_retained(
+        &self,
+        cutoffs: &super::RetentionCutoffs,
+    ) -> Result<super::RetentionExpired> {
+        let cutoffs = *cutoffs;
+        self.writer
+            .write(move |conn| retention::expire_retained(conn, &cutoffs))
+    }
+
+    fn consent_write(
+        &self,
+        writes: &[super::ConsentWrite],
+        outbound: &[super::NewOutbound],
+        now_ms: u64,
+    ) -> Result<Vec<bool>> {
+        let (writes, outbound) = (writes.to_vec(), outbound.to_vec());
+        self.writer
+            .write(move |conn| consent::write(conn, &writes, &outbound, now_ms))
+    }
+
+    fn consent_decision(
+        &self,
+        target: &Uri,
+        requester: &Uri,
+        room: Option<&str>,
+    ) -> Result<super::ConsentDecision> {
+        self.readers
+            .read(|conn| consent::decision(conn, target, requester, room))
+    }
+
+    fn consent_incoming(&self, target: &Uri) -> Result<Vec<super::ConsentRecord>> {
+        self.readers.read(|conn| consent::incoming(conn, target))
+    }
+
+    fn consent_outgoing(&self, requester: &Uri) -> Result<Vec<super::ConsentRecord>> {
+        self.readers.read(|conn| consent::outgoing(conn, requester))
+    }
+
+    fn consent_blocks(&self, blocker: &Uri) -> Result<Vec<super::BlockRecord>> {
+        self.readers.read(|conn| consent::blocks(conn, blocker))
+    }
+
+    fn expire_consent(&self, before_ms: u64) -> Result<u64> {
+        self.writer
+            .write(move |conn| consent::expire(conn, before_ms))
+    }
+
+    fn record_report(&self, report: &NewReport) -> Result<RecordedReport> {
+        let report = report.clone();
+        self.writer
+            .write(move |conn| abuse::record_report(conn, &report))
+    }
+
+    fn reports(&self, status: Option<ReportStatus>, limit: u32) -> Result<Vec<ReportRecord>> {
+        self.readers
+            .read(|conn| abuse::reports(conn, status, limit))
+    }
+
+    fn report(&self, id: u64) -> Result<Option<ReportRecord>> {
+        self.readers.read(|conn| abuse::report(conn, id))
+    }
+
+    fn resolve_report(
+        &self,
+        id: u64,
+        status: ReportStatus,
+        resolution: &str,
+        now: u64,
+    ) -> Result<()> {
+        let resolution = resolution.to_owned();
+        self.writer
+            .write(move |conn| abuse::resolve_report(conn, id, status, &resolution, now))
+    }
+
+    fn moderate(&self, action: &super::ModerationAction) -> Result<()> {
+        let action = action.clone();
+        self.writer
+            .write(move |conn| moderation::moderate(conn, &action))
+    }
+
+    fn sanctions(&self) -> Result<super::Sanctions> {
+        self.readers.read(moderation::sanctions)
+    }
+
+    fn notices(&self, user: &Uri) -> Result<Vec<super::NoticeRecord>> {
+        self.readers.read(|conn| moderation::notices(conn, user))
+    }
+
+    fn mark_notices_read(&self, user: &Uri, up_to: u64, now: u64) -> Result<u64> {
+        let user = user.to_owned();
+        self.writer
+            .write(move |conn| moderation::mark_notices_read(conn, &user, up_to, now))
+    }
+
+    fn moderation_log(&self, limit: u32) -> Result<Vec<super::LogRecord>> {
+        self.readers
+            .read(|conn| moderation::moderation_log(conn, limit))
+    }
+
+    fn expire_moderation(&self, log_before: u64, read_before: u64) -> Result<u64> {
+        self.writer
+            .write(move |conn| moderation::expire(conn, log_before, read_before))
     }
 }

@@ -187,7 +187,7 @@ pub(super) fn apply(conn: &Connection, batch: &Batch) -> Result<BatchOutcome> {
     if let Some(group) = &batch.group_state {
         save_group_state(conn, group)?;
     }
-    let woken = deliver(conn, &batch.deliveries)?;
+    let woken = deliver(conn, &batch.deliveries, batch.accepted_at)?;
     queue_outbound(conn, batch)?;
     let mut mark = conn
         .prepare_cached(
@@ -259,12 +259,17 @@ fn change_membership(conn: &Connection, batch: &Batch) -> Result<()> {
 }
 
 /// Stores each payload once with an inbox row per distinct client; returns the
-/// distinct clients in the order they first appear.
-fn deliver(conn: &Connection, deliveries: &[Delivery]) -> Result<Vec<String>> {
+/// distinct clients in the order they first appear. `created_at` (ms) is when the
+/// payloads entered the inbox: undelivered ones expire counted from it
+/// (`crate::retention`).
+fn deliver(conn: &Connection, deliveries: &[Delivery], created_at: u64) -> Result<Vec<String>> {
     let mut woken = Vec::new();
     let mut seen = HashSet::new();
     let mut message = conn
-        .prepare_cached("INSERT INTO messages (room, payload, refcount) VALUES (?1, ?2, ?3)")
+        .prepare_cached(
+            "INSERT INTO messages (room, payload, refcount, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
         .context("storing a message")?;
     let mut inbox = conn
         .prepare_cached("INSERT INTO inbox (client, message_id) VALUES (?1, ?2)")
@@ -283,7 +288,12 @@ fn deliver(conn: &Connection, deliveries: &[Delivery]) -> Result<Vec<String>> {
         // this is the only place inbox rows are created.
         let refcount = i64::try_from(clients.len()).unwrap_or(i64::MAX);
         message
-            .execute(params![delivery.room, delivery.payload, refcount])
+            .execute(params![
+                delivery.room,
+                delivery.payload,
+                refcount,
+                ordered(created_at)
+            ])
             .map_err(|e| match violation(&e) {
                 Some(Violation::ForeignKey) => StoreError::NotFound("room of a delivery".into()),
                 _ => backend("storing a message", &e),

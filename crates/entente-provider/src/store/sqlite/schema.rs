@@ -23,7 +23,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// The schema, one migration per version.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Every time is an integer in the unit the trait gives it: link code expiry,
 /// outbound retry times and KeyPackage route times in seconds; dedup, echo mark and
@@ -238,6 +238,127 @@ CREATE TABLE client_protocols (
 ) WITHOUT ROWID;
 
 INSERT INTO rooms (room, hub, epoch, created_at) VALUES ('entente:sealed', '', 0, 0);
+";
+
+/// Version 5: abuse prevention and metadata minimisation (issue 6). Sections in
+/// order: abuse reports (franking), moderation, consent and blocks, retention.
+const V5: &str = "
+-- Abuse reports this provider holds: as a room's hub, reports it verified
+-- (role 'hub'); as the accused user's provider, the notices hubs sent it
+-- (role 'accused'). `messages` is the JSON array of the reported messages
+-- (the content the reporter disclosed, the accepted time); `reporter` is NULL
+-- when the reporter is not disclosed to us. Times in milliseconds.
+CREATE TABLE abuse_reports (
+    id             INTEGER PRIMARY KEY,
+    received_at    INTEGER NOT NULL,
+    role           TEXT NOT NULL CHECK (role IN ('hub', 'accused')),
+    room           TEXT NOT NULL,
+    hub            TEXT NOT NULL,
+    reporter       TEXT,
+    reporter_domain TEXT NOT NULL,
+    alleged_abuser TEXT NOT NULL,
+    reason         INTEGER NOT NULL,
+    note           TEXT NOT NULL,
+    messages       TEXT NOT NULL,
+    digest         BLOB NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'open'
+                   CHECK (status IN ('open', 'dismissed', 'actioned')),
+    resolution     TEXT,
+    resolved_at    INTEGER,
+    UNIQUE (role, digest)
+);
+CREATE INDEX abuse_reports_by_status ON abuse_reports (status, id);
+CREATE INDEX abuse_reports_by_age ON abuse_reports (received_at);
+
+-- == moderation (tables added here) ==
+-- Local accounts a moderator suspended: every client API request of the user's
+-- devices is refused while the row exists; unsuspending deletes it. Seconds.
+CREATE TABLE account_suspensions (
+    user       TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    since      INTEGER NOT NULL
+);
+-- Warnings from moderators to local users, which their clients show
+-- (GET /v1/account/notices). Deleted `moderation.notice_retention_days` after
+-- the user read them. Seconds.
+CREATE TABLE account_notices (
+    id         INTEGER PRIMARY KEY,
+    user       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    read_at    INTEGER
+);
+CREATE INDEX account_notices_by_user ON account_notices (user, id);
+-- Remote users ('user', target = user URI) and whole remote domains ('domain',
+-- target = domain) a moderator banned; unbanning deletes the row. Seconds.
+CREATE TABLE remote_bans (
+    target     TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL CHECK (kind IN ('user', 'domain')),
+    reason     TEXT NOT NULL,
+    since      INTEGER NOT NULL
+);
+-- What moderators did, for the record: who (the name they gave), what, to whom,
+-- why, about which report. Deleted after `moderation.log_retention_days`.
+CREATE TABLE moderation_log (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    moderator  TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    report     INTEGER
+);
+CREATE INDEX moderation_log_by_age ON moderation_log (at);
+
+-- == consent and blocks (tables added here) ==
+-- Consent (message requests, crate::consent). `room` is '' for any room.
+-- Grants a local target user gave: who may claim its key material. Kept until
+-- revoked (decline, block) or the target's account is gone.
+CREATE TABLE consent_grants (
+    target     TEXT NOT NULL,
+    requester  TEXT NOT NULL,
+    room       TEXT NOT NULL DEFAULT '',
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (target, requester, room)
+) WITHOUT ROWID;
+-- Requests waiting for a local target's answer. Deleted on accept, decline,
+-- cancel, block, or after [retention] consent_requests_days (90).
+CREATE TABLE consent_requests (
+    target       TEXT NOT NULL,
+    requester    TEXT NOT NULL,
+    room         TEXT NOT NULL DEFAULT '',
+    requested_at INTEGER NOT NULL,
+    PRIMARY KEY (target, requester, room)
+) WITHOUT ROWID;
+CREATE INDEX consent_requests_by_age ON consent_requests (requested_at);
+-- Requests a local user sent, and whether the target granted ('pending',
+-- 'granted'). Deleted on cancel, when the requester blocks the target, or
+-- consent_requests_days after the last change while still pending.
+CREATE TABLE consent_outgoing (
+    requester  TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    room       TEXT NOT NULL DEFAULT '',
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'granted')),
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (requester, target, room)
+) WITHOUT ROWID;
+CREATE INDEX consent_outgoing_by_age ON consent_outgoing (updated_at);
+-- Blocks by local users. Kept until unblocked.
+CREATE TABLE consent_blocks (
+    blocker    TEXT NOT NULL,
+    blocked    TEXT NOT NULL,
+    blocked_at INTEGER NOT NULL,
+    PRIMARY KEY (blocker, blocked)
+) WITHOUT ROWID;
+
+-- == retention (columns and indexes added here) ==
+-- When a payload entered the inbox (ms, the batch's `accepted_at`), so that
+-- undelivered items expire (`retention.undelivered_days`). Payloads stored
+-- before this version count from the migration.
+ALTER TABLE messages ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET created_at = CAST(unixepoch('subsec') * 1000 AS INTEGER);
+CREATE INDEX messages_by_age ON messages (created_at);
+CREATE INDEX outbound_by_age ON outbound (created_at);
 ";
 
 pub(super) fn open_writer(path: &Path) -> Result<Connection> {
