@@ -1103,6 +1103,19 @@ impl Client {
                 if let Some(c) = cursor {
                     set_setting(conn, "inbox_cursor", c)?;
                 }
+                // A user we blocked: dropped before decryption, whatever session
+                // (even one started from a bundle fetched before the block) it uses.
+                let blocked: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM blocked_users WHERE user = ?1)",
+                        params![sender_user.to_string()],
+                        |r| r.get(0),
+                    )
+                    .map_err(storage)?;
+                if blocked {
+                    tracing::debug!("dropping a sealed message from a blocked user");
+                    return Ok(Opened::Nothing);
+                }
                 if check_identity(conn, &sender_client, &cert.identity_key)? == Trust::Changed {
                     conn.execute(
                         "INSERT INTO signal_held (peer_client, sealed, received_at) VALUES (?1, ?2, ?3)",

@@ -114,6 +114,13 @@ impl Client {
             local
                 .conn
                 .execute(
+                    "INSERT OR REPLACE INTO blocked_users (user, blocked_at) VALUES (?1, ?2)",
+                    params![user.to_string(), crate::now_secs() as i64],
+                )
+                .map_err(storage)?;
+            local
+                .conn
+                .execute(
                     "DELETE FROM signal_sessions WHERE peer_user = ?1",
                     params![user.to_string()],
                 )
@@ -125,7 +132,17 @@ impl Client {
     /// Lifts a block. Consent given before the block is not restored: ask again or
     /// accept a new request.
     pub async fn unblock(&self, user: &UserId) -> Result<(), ClientError> {
-        self.consent_call("unblock", user, None).await
+        self.consent_call("unblock", user, None).await?;
+        crate::blocking(|| {
+            self.db()
+                .conn
+                .execute(
+                    "DELETE FROM blocked_users WHERE user = ?1",
+                    params![user.to_string()],
+                )
+                .map_err(storage)
+        })?;
+        Ok(())
     }
 
     /// The users you blocked.

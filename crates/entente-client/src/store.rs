@@ -215,7 +215,10 @@ const SCHEMA: &[&str] = &[
     ALTER TABLE history ADD COLUMN frank BLOB;
     ALTER TABLE history ADD COLUMN frank_status TEXT;
     -- == consent and blocks ==
-    SELECT 1;",
+    -- Users this account blocked, as this device knows them: sealed messages
+    -- from them are dropped after unsealing, before any decryption (their
+    -- provider-side access ends at the provider; see crate::consent).
+    CREATE TABLE blocked_users (user TEXT PRIMARY KEY, blocked_at INTEGER NOT NULL);",
 ];
 
 /// Opens (creating or migrating) the client database, including OpenMLS's tables.

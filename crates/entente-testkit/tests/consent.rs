@@ -545,3 +545,94 @@ async fn a_blocked_user_gets_no_key_material_through_a_third_providers_hub() -> 
     fed.shutdown().await;
     Ok(())
 }
+
+/// The provider cannot see who sent a sealed message, so a block also holds on
+/// the blocker's device: whatever a blocked user sends on a session made before
+/// the block (here mallory's first session, still a PreKey session from a bundle
+/// she fetched before) is dropped before decryption, with no event; another
+/// sender's later message (same provider, same queue, so it arrives after) is
+/// delivered. After an unblock, messages are no longer dropped by the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_messages_from_a_blocked_user_are_dropped_by_the_device() -> Result<()> {
+    use entente_client::Protocols;
+    let fed = federation(&[A, B]).await;
+    let register = |name: &'static str, device: &'static str, p: Protocols| {
+        let fed = &fed;
+        async move {
+            let id = user(name);
+            Client::register_with(
+                fed.client_options(id.domain().as_str(), id.name())?,
+                &id,
+                device,
+                None,
+                p,
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        }
+    };
+    let mallory = register("mallory@a.example", "laptop", Protocols::MlsAndSignal).await?;
+    let carol = register("carol@a.example", "laptop", Protocols::MlsAndSignal).await?;
+    let mut bob = register("bob@b.example", "phone", Protocols::SignalOnly).await?;
+    let (mallory_id, carol_id) = (user("mallory@a.example"), user("carol@a.example"));
+    bob.accept_request(&mallory_id, None).await?;
+    bob.accept_request(&carol_id, None).await?;
+
+    let texts_until = |want: &'static str| {
+        move |events: &[Event]| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Direct(d) if d.text.as_deref() == Some(want)))
+        }
+    };
+    let sync_until = async |bob: &mut Client, want: &'static str| -> Result<Vec<Event>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut events = Vec::new();
+        loop {
+            events.extend(bob.sync().await?);
+            if texts_until(want)(&events) {
+                return Ok(events);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {want:?}: {events:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+
+    mallory
+        .send_direct_text(bob.user(), "before", false)
+        .await?;
+    sync_until(&mut bob, "before").await?;
+
+    bob.block(&mallory_id).await?;
+    mallory
+        .send_direct_text(bob.user(), "after the block", false)
+        .await?;
+    carol.send_direct_text(bob.user(), "canary", false).await?;
+    let events = sync_until(&mut bob, "canary").await?;
+    assert!(
+        events.iter().all(|e| match e {
+            Event::Direct(d) => d.sender != mallory_id,
+            Event::Rejected { .. } => false,
+            _ => true,
+        }),
+        "a blocked user's sealed message reached bob's device: {events:?}"
+    );
+
+    // Unblocked, the device no longer drops her messages (she can reach bob
+    // again once she asks and he accepts; her old session is gone on his side,
+    // so this one is refused as undecryptable, not dropped silently).
+    bob.unblock(&mallory_id).await?;
+    mallory.send_direct_text(bob.user(), "again", false).await?;
+    carol
+        .send_direct_text(bob.user(), "canary 2", false)
+        .await?;
+    let events = sync_until(&mut bob, "canary 2").await?;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Rejected { .. })),
+        "after the unblock the device processes her message: {events:?}"
+    );
+    fed.shutdown().await;
+    Ok(())
+}
