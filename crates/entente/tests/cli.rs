@@ -886,6 +886,43 @@ fn consent_through_the_cli() {
         |v| v["text"] == "Hi",
     );
 
+    // Bob reports alice's message from the CLI, with a reason. The room's hub
+    // (a.example: alice made the room) verifies the frank and lists the report;
+    // alice's provider is the hub here, so it holds the report as both.
+    let rooms = stdout(&run(&["--home", "bob", "--json", "rooms"], d));
+    let start = rooms
+        .find("mimi://a.example/r/")
+        .expect("bob's room with alice");
+    let room: String = rooms[start..].chars().take_while(|c| *c != '"').collect();
+    let text = stdout(&run(
+        &[
+            "--home",
+            "bob",
+            "report",
+            &room,
+            "--from",
+            "alice@a.example",
+            "--reason",
+            "spam",
+            "--note",
+            "unsolicited",
+        ],
+        d,
+    ));
+    assert!(text.to_lowercase().contains("report"), "{text}");
+    let text = stdout(&run(
+        &["provider", "reports", "--config", "a.example/provider.toml"],
+        d,
+    ));
+    assert!(
+        text.contains("verified at our hub")
+            && text.contains("reported by: mimi://b.example/u/bob")
+            && text.contains("about our user")
+            && text.contains("> Hi")
+            && text.contains("unsolicited"),
+        "the hub lists the verified report: {text}"
+    );
+
     let blocked = run_json("bob", &["block", "alice@a.example"], d);
     assert_eq!(blocked["blocked"], "alice@a.example");
     assert_eq!(blocked["left_rooms"].as_array().unwrap().len(), 1);
