@@ -64,7 +64,7 @@ impl FrankStatus {
         matches!(self, FrankStatus::Verified)
     }
 
-    fn to_db(&self) -> String {
+    pub(crate) fn to_db(&self) -> String {
         match self {
             FrankStatus::Verified => "verified".into(),
             FrankStatus::Missing => "missing".into(),

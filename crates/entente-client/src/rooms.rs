@@ -947,18 +947,9 @@ impl Client {
                             .message_id(&cert.client().user().to_string(), &room.to_string())
                             .map_err(|e| ClientError::Protocol(format!("message id: {e}")))?
                             .as_bytes();
-                        let inserted = conn
-                            .execute(
-                                "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
-                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                                params![room.to_string(), mid.to_vec(), cert.client().to_string(), cert.client().user().to_string(), f.timestamp_ms as i64, bytes],
-                            )
-                            .map_err(storage)?;
-                        if inserted == 0 {
-                            return Ok(None);
-                        }
-                        // Verify and keep the hub's frank. A message without a
-                        // valid frank is kept and shown, but cannot be reported.
+                        // Verify the hub's frank and keep it with the message. A
+                        // message without a valid frank is kept and shown, but
+                        // cannot be reported.
                         let (status, kept) = crate::franking::check(
                             &issuers,
                             &bytes,
@@ -968,10 +959,19 @@ impl Client {
                             cert.client().user(),
                             &room,
                         );
+                        let inserted = conn
+                            .execute(
+                                "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing, frank, frank_status)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+                                params![room.to_string(), mid.to_vec(), cert.client().to_string(), cert.client().user().to_string(), f.timestamp_ms as i64, bytes, kept, status.to_db()],
+                            )
+                            .map_err(storage)?;
+                        if inserted == 0 {
+                            return Ok(None);
+                        }
                         if let crate::franking::FrankStatus::Invalid(reason) = &status {
                             tracing::warn!(reason = %reason, "a message's frank does not verify");
                         }
-                        crate::franking::store(conn, &room, &mid, &status, kept)?;
                         Ok(Some(Event::Message(HistoryEntry {
                             room,
                             sender: cert.client().user().clone(),

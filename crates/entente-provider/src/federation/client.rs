@@ -36,6 +36,22 @@ pub enum FedError {
 
 impl From<FedError> for Failure {
     fn from(e: FedError) -> Self {
+        // A room policy refusal by the hub, or its spam filter's, is the answer to
+        // the client's request, not a federation failure: pass it through with its
+        // code.
+        if let FedError::Refused {
+            domain,
+            status: 403,
+            reason,
+        } = &e
+            && let Some((code, message)) = passed_through_refusal(reason)
+        {
+            return Failure::new(
+                axum::http::StatusCode::FORBIDDEN,
+                code,
+                format!("{domain}: {message}"),
+            );
+        }
         match &e {
             // A peer's rate limit or spam throttle is passed on as such, with its
             // message and retry-after.
@@ -57,47 +73,8 @@ impl From<FedError> for Failure {
                 f.retry_after_secs = Some(retry_after.unwrap_or(5).max(1));
                 f
             }
-            // So is a peer's spam filter's refusal.
-            FedError::Refused {
-                domain,
-                status: 403,
-                reason,
-            } if serde_json::from_str::<serde_json::Value>(reason)
-                .ok()
-                .is_some_and(|v| v["code"] == "spam_rejected") =>
-            {
-                let message = serde_json::from_str::<serde_json::Value>(reason)
-                    .ok()
-                    .and_then(|v| v["message"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                Failure::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "spam_rejected",
-                    format!("{domain}: {message}"),
-                )
-            }
             FedError::Unreachable { retry_after, .. } => {
                 Failure::unavailable(e.to_string(), retry_after.unwrap_or(5))
-            }
-            // A room policy refusal by the hub is the answer to the client's
-            // request, not a federation failure: pass it through as such.
-            FedError::Refused {
-                domain,
-                status: 403,
-                reason,
-            } if serde_json::from_str::<serde_json::Value>(reason)
-                .ok()
-                .is_some_and(|v| v["code"] == "not_allowed") =>
-            {
-                let message = serde_json::from_str::<serde_json::Value>(reason)
-                    .ok()
-                    .and_then(|v| v["message"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                Failure::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "not_allowed",
-                    format!("{domain}: {message}"),
-                )
             }
             FedError::Refused { .. } => Failure::new(
                 axum::http::StatusCode::BAD_GATEWAY,
@@ -106,6 +83,18 @@ impl From<FedError> for Failure {
             ),
         }
     }
+}
+
+/// The code and message of a peer's 403 that is an answer for our client (the
+/// hub's room policy or spam filter), from the peer's JSON error body.
+fn passed_through_refusal(body: &str) -> Option<(&'static str, String)> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let code = match v["code"].as_str()? {
+        "not_allowed" => "not_allowed",
+        "spam_rejected" => "spam_rejected",
+        _ => return None,
+    };
+    Some((code, v["message"].as_str().unwrap_or_default().to_owned()))
 }
 
 pub struct FederationClient {
