@@ -72,29 +72,11 @@ pub fn load_or_create_hub_key(config: &Config) -> std::io::Result<HubKey> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = HubKey::generate();
-            write_secret(&path, &key.to_bytes())?;
+            crate::state::write_secret(&path, &key.to_bytes())?;
             Ok(key)
         }
         Err(e) => Err(e),
     }
-}
-
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// Our cipher suite's code point, which every frank names.

@@ -451,7 +451,9 @@ fn load_or_create_issuer(config: &Config, domain: &Domain) -> Result<IssuerKey, 
     }
 }
 
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a secret file (mode 0600) atomically: a synced temporary file renamed
+/// into place. Used for the issuer key, the hub key and the moderator token.
+pub(crate) fn write_secret(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {

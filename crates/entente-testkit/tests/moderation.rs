@@ -592,6 +592,21 @@ impl Driver {
         !v.as_array().unwrap().is_empty()
     }
 
+    /// Whether an element shows up before the deadline: after a click the old page
+    /// can still be displayed while the new one loads.
+    async fn appears(&self, css: &str) -> bool {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if self.exists(css).await {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.s("POST", &format!("/element/{e}/clear"), None).await;
@@ -668,7 +683,7 @@ async fn moderator_web_page_in_headless_chromium() {
 
     let d = Driver::start(&spki_hash(&fed, "a.example"), &["a.example"]).await;
     d.go(&home).await;
-    assert!(d.exists("#login").await, "no login form");
+    assert!(d.appears("#login").await, "no login form");
 
     // A wrong token is refused.
     d.type_into("#token", "not-the-token").await;
@@ -693,7 +708,7 @@ async fn moderator_web_page_in_headless_chromium() {
     assert_eq!(c["sameSite"], "Strict");
 
     // The open report is listed; its page shows the message, escaped.
-    assert!(d.exists(&format!("#report-{id}")).await);
+    assert!(d.appears(&format!("#report-{id}")).await);
     d.click(&format!("#report-{id}")).await;
     assert_eq!(
         d.text("#message-0").await,
@@ -743,9 +758,9 @@ async fn moderator_web_page_in_headless_chromium() {
     // Signing out ends the session.
     d.go(&home).await;
     d.click("#logout").await;
-    assert!(d.exists("#login").await);
+    assert!(d.appears("#login").await);
     d.go(&home).await;
-    assert!(d.exists("#login").await);
+    assert!(d.appears("#login").await);
     d.quit().await;
     fed.shutdown().await;
 }

@@ -149,7 +149,7 @@ impl Moderation {
                 let mut bytes = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut bytes);
                 let token = hex::encode(bytes);
-                write_secret(&path, format!("{token}\n").as_bytes())
+                crate::state::write_secret(&path, format!("{token}\n").as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 token
             }
@@ -561,24 +561,6 @@ fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
-}
-
-fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
 }
 
 /// Adds the notices routes and schemas to the client API's OpenAPI document.
