@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod channel;
 mod consent;
 mod error;

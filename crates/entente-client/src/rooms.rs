@@ -58,6 +58,13 @@ pub enum Event {
         name: String,
         members: Vec<UserId>,
     },
+    /// A call signal (offer, answer, ICE candidates, hang-up) from a device in a
+    /// room; see [`crate::calls`]. Not kept in the history.
+    Call {
+        room: RoomId,
+        from: ClientId,
+        message: crate::calls::CallMessage,
+    },
 }
 
 /// One message in a room's history.
@@ -358,6 +365,27 @@ impl Client {
         self.require_room(room)?;
         // Earlier messages go first, so the hub sees them in the order they were sent.
         self.resend_pending().await?;
+        self.send_now(room, content, true).await
+    }
+
+    /// Sends MIMI content that is only worth delivering now (call signals): it is
+    /// not kept in the history, and it is not queued for resending when the hub
+    /// cannot be reached.
+    pub(crate) async fn send_ephemeral(
+        &mut self,
+        room: &RoomId,
+        content: &MimiContent,
+    ) -> Result<(), ClientError> {
+        self.require_room(room)?;
+        self.send_now(room, content, false).await.map(|_| ())
+    }
+
+    async fn send_now(
+        &mut self,
+        room: &RoomId,
+        content: &MimiContent,
+        keep: bool,
+    ) -> Result<[u8; 32], ClientError> {
         // Franking (MIMI-06 section 5.4.1.1): the content names its sender and room.
         let mut content = content.clone();
         content.extensions.sender_uri = Some(self.id.user().to_uri());
@@ -367,9 +395,19 @@ impl Client {
             .message_id(&self.id.user().to_string(), &room.to_string())
             .map_err(|e| ClientError::Bug(format!("message id: {e}")))?
             .as_bytes();
-        let outbox_id = self.queue_message(room, &bytes, &message_id)?;
-        self.deliver_queued(outbox_id, room, &bytes, &message_id)
-            .await?;
+        let outbox_id = self.queue_message(room, &bytes, &message_id, keep)?;
+        let delivered = self
+            .deliver_queued(outbox_id, room, &bytes, &message_id, keep)
+            .await;
+        if delivered.is_err() && !keep {
+            self.db()
+                .execute(
+                    "DELETE FROM outbox WHERE message_id = ?1",
+                    params![message_id.to_vec()],
+                )
+                .map_err(storage)?;
+        }
+        delivered?;
         Ok(message_id)
     }
 
@@ -414,7 +452,7 @@ impl Client {
                 .as_slice()
                 .try_into()
                 .map_err(|_| ClientError::Storage("outbox message id".into()))?;
-            self.deliver_queued(id, &room, &content, &mid).await?;
+            self.deliver_queued(id, &room, &content, &mid, true).await?;
             sent.push(mid);
         }
         Ok(sent)
@@ -428,6 +466,7 @@ impl Client {
         room: &RoomId,
         bytes: &[u8],
         message_id: &[u8; 32],
+        keep: bool,
     ) -> Result<i64, ClientError> {
         crate::blocking(|| {
             let mut local = self.db();
@@ -446,12 +485,14 @@ impl Client {
                     .create_message(&provider, &self.signer, bytes)
                     .map_err(|e| ClientError::Mls(format!("encrypting: {e}")))?;
                 let request = frames::submit_request(&msg, self.id.user())?;
+                if keep {
                 conn.execute(
                     "INSERT OR IGNORE INTO history (room, message_id, sender_client, sender_user, hub_timestamp, content, outgoing)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
                     params![room.to_string(), message_id.to_vec(), self.id.to_string(), self.id.user().to_string(), now_ms() as i64, bytes],
                 )
                 .map_err(storage)?;
+                }
                 conn.execute(
                     "INSERT INTO outbox (room, request, created_at, message_id) VALUES (?1, ?2, ?3, ?4)",
                     params![room.to_string(), request, now_secs() as i64, message_id.to_vec()],
@@ -470,6 +511,7 @@ impl Client {
         room: &RoomId,
         bytes: &[u8],
         message_id: &[u8; 32],
+        keep: bool,
     ) -> Result<(), ClientError> {
         for attempt in 0..EPOCH_RETRIES {
             let request: Vec<u8> = self
@@ -546,7 +588,7 @@ impl Client {
                         "our epoch is too old; catching up and re-encrypting"
                     );
                     self.sync().await?;
-                    outbox_id = self.queue_message(room, bytes, message_id)?;
+                    outbox_id = self.queue_message(room, bytes, message_id, keep)?;
                 }
                 SubmitOutcome::NotAllowed => {
                     return Err(ClientError::not_allowed(format!(
@@ -943,6 +985,14 @@ impl Client {
                         let bytes = app.into_bytes();
                         let content = MimiContent::decode(&bytes)
                             .map_err(|e| ClientError::Protocol(format!("MIMI content: {e}")))?;
+                        // Call signals are handed to the app, not kept.
+                        if let Some(call) = crate::calls::CallMessage::from_content(&content) {
+                            return Ok(Some(Event::Call {
+                                room,
+                                from: cert.client().clone(),
+                                message: call?,
+                            }));
+                        }
                         let mid = *content
                             .message_id(&cert.client().user().to_string(), &room.to_string())
                             .map_err(|e| ClientError::Protocol(format!("message id: {e}")))?

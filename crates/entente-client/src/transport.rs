@@ -42,6 +42,11 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// Where the provider is.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     pub fn new(endpoint: Endpoint) -> Result<Self, ClientError> {
         let builder = || {
             let mut b = reqwest::Client::builder()

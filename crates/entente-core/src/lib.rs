@@ -10,6 +10,7 @@
 //!   labelled signatures.
 //! - [`signal`]: building blocks of a Signal-compatible two-party channel: XEdDSA
 //!   signatures and X3DH key agreement with libsignal's parameters.
+//! - [`sframe`]: SFrame (RFC 9605) media frame encryption, with keys from MLS epochs.
 //! - [`room`]: the room state in the group context (participants, roles, metadata) and
 //!   the room policy (draft-ietf-mimi-room-policy-03) that authorizes changes to it.
 //!
@@ -21,4 +22,5 @@ pub mod franking;
 pub mod identity;
 pub mod mls;
 pub mod room;
+pub mod sframe;
 pub mod signal;

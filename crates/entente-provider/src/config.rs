@@ -116,6 +116,9 @@ pub struct Config {
     /// Message requests and blocks (`crate::consent`).
     #[serde(default)]
     pub consent: crate::consent::ConsentConfig,
+    /// The TURN relay and the SFU of group calls (`crate::calls`).
+    #[serde(default)]
+    pub calls: crate::calls::CallsConfig,
 }
 
 /// The messaging protocols the provider offers its users. A provider with
@@ -319,6 +322,7 @@ impl Config {
             retention: crate::privacy::retention::RetentionConfig::default(),
             logging: crate::privacy::LoggingConfig::default(),
             consent: crate::consent::ConsentConfig::default(),
+            calls: crate::calls::CallsConfig::default(),
         }
     }
 
@@ -357,6 +361,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        self.calls.validate(self.listen)?;
         entente_wire::ids::Domain::parse(&self.domain).map_err(|e| format!("`domain`: {e}"))?;
         for (d, addr) in &self.federation.peers {
             entente_wire::ids::Domain::parse(d)

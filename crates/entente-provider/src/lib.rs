@@ -21,6 +21,7 @@
 pub mod abuse;
 pub mod auth;
 pub mod blobs;
+pub mod calls;
 pub mod client_api;
 pub mod config;
 pub mod consent;

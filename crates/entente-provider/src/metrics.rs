@@ -55,6 +55,8 @@ pub struct Metrics {
     pub reports_relayed: AtomicU64,
     /// Reports about our users (as the accused's provider).
     pub reports_against_local: AtomicU64,
+    /// Devices admitted to a group call on our SFU.
+    pub call_joins: AtomicU64,
 }
 
 impl Metrics {
@@ -205,6 +207,12 @@ pub async fn serve(
         "Abuse reports about our users.",
         &m.reports_against_local,
     );
+    out += &c(
+        "call_joins_total",
+        "Devices admitted to a group call on our SFU.",
+        &m.call_joins,
+    );
+    out += &crate::calls::metrics_text(&state);
     out += &state.limits.metrics_text();
     out += &state.spam.metrics_text();
     Ok((

@@ -49,6 +49,8 @@ pub struct Shared {
     pub limits: crate::ratelimit::Limiter,
     /// The spam-filter hook.
     pub spam: crate::spam::SpamHook,
+    /// The TURN relay and the SFU.
+    pub calls: crate::calls::Calls,
 }
 
 pub type AppState = Arc<Shared>;
@@ -222,6 +224,9 @@ impl ProviderHandle {
             t.abort();
         }
         self.task.abort();
+        // The SFU and TURN tasks stop too, as in a crash.
+        let state = self.state.clone();
+        tokio::spawn(async move { state.calls.close().await });
     }
 }
 
@@ -322,6 +327,9 @@ impl Provider {
             addr: config.listen,
             source,
         })?;
+        let calls = crate::calls::Calls::start(&config)
+            .await
+            .map_err(StartError::Config)?;
         let state: AppState = Arc::new(Shared {
             config,
             domain,
@@ -342,6 +350,7 @@ impl Provider {
             moderation,
             limits: crate::ratelimit::Limiter::new(rate_limits),
             spam,
+            calls,
         });
         // Blob uploads and downloads stream, so they are exempt from the body limit
         // (their size is checked against the blob limits instead).
@@ -350,6 +359,7 @@ impl Provider {
             .merge(crate::abuse::router(state.clone()))
             .merge(crate::signal::router(state.clone()))
             .merge(crate::consent::router(state.clone()))
+            .merge(crate::calls::router(state.clone()))
             .merge(crate::moderation::client_router(state.clone()))
             .merge(crate::moderation::router(state.clone()))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -384,6 +394,7 @@ impl Provider {
         let worker = tokio::spawn(crate::outbound::run(state.clone(), stop_rx.clone()));
         let maint = tokio::spawn(crate::outbound::maintenance(state.clone(), stop_rx));
         let background = [worker.abort_handle(), maint.abort_handle()];
+        let state_for_close = state.clone();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
@@ -394,6 +405,7 @@ impl Provider {
             let _ = stop_tx.send(true);
             let _ = worker.await;
             let _ = maint.await;
+            state_for_close.calls.close().await;
         });
         tracing::info!(%local_addr, "provider listening");
         Ok(ProviderHandle {

@@ -407,6 +407,27 @@ pub(crate) fn print_event(e: &Event, json: bool) {
                 );
             }
         }
+        Event::Call { room, from, message } => {
+            use entente_client::calls::CallSignal;
+            let what = match &message.signal {
+                CallSignal::Offer { .. } => "is calling",
+                CallSignal::Answer { .. } => "answered",
+                CallSignal::Candidates { .. } => "sent call candidates",
+                CallSignal::Hangup => "hung up",
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "call", "room": room.to_string(), "from": from.to_string(), "call": hex::encode(message.call_id), "signal": what})
+                );
+            } else if matches!(message.signal, CallSignal::Offer { .. } | CallSignal::Hangup) {
+                println!(
+                    "* {} {what} in {room} (call {}); `entente answer` takes the call",
+                    from.user().handle(),
+                    &hex::encode(message.call_id)[..12]
+                );
+            }
+        }
         Event::DirectGroupChanged {
             group,
             name,

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod call_cmd;
 mod compare_groups;
 mod consent_cmd;
 mod demo;
@@ -70,6 +71,26 @@ enum Command {
     /// Notices from your provider's moderators.
     #[command(flatten)]
     Notices(moderation_cmd::NoticeCommand),
+    /// Call a user or join a room's group call, sending a WAV file as Opus
+    ///
+    /// A 1:1 call is WebRTC between the two devices; the offer, answer and ICE
+    /// candidates travel end-to-end encrypted in your room with them, so no
+    /// provider can get into the media path. A room's group call goes through
+    /// the SFU of the room's hub, which forwards frames it cannot decrypt: every
+    /// frame is SFrame-encrypted under keys from the room's MLS epoch.
+    ///
+    ///   entente call bob@b.example --send hello.wav --record bob.wav
+    ///   entente call mimi://a.example/r/0f3c... --send hello.wav --record team.wav
+    ///
+    /// The other side runs `entente answer` (1:1) or `entente call ROOM` (group).
+    #[command(verbatim_doc_comment)]
+    Call(call_cmd::CallArgs),
+    /// Wait for a call and answer it, sending a WAV file and recording what you hear
+    ///
+    ///   entente answer --record alice.wav
+    ///   entente answer --from alice@a.example --send reply.wav --record alice.wav
+    #[command(verbatim_doc_comment)]
+    Answer(call_cmd::AnswerArgs),
     /// Report an abusive message to the room's hub.
     #[command(flatten)]
     Report(report_cmd::ReportCommand),
@@ -183,6 +204,8 @@ fn main() -> ExitCode {
             Command::Consent(c) => consent_cmd::run(c, cli.common).await,
             Command::Notices(c) => moderation_cmd::run_notices(c, cli.common).await,
             Command::Report(c) => report_cmd::run(c, cli.common).await,
+            Command::Call(c) => call_cmd::run_call(c, cli.common).await,
+            Command::Answer(c) => call_cmd::run_answer(c, cli.common).await,
             Command::Room(c) => room_cmd::run(c, cli.common).await,
             Command::File(c) => file_cmd::run(c, cli.common).await,
             Command::Group(c) => group_cmd::run(c, cli.common).await,

@@ -523,5 +523,6 @@ fn event_room(e: &Event) -> String {
         Event::Direct(d) => d.conversation.to_string(),
         Event::IdentityChanged { user, .. } => user.handle(),
         Event::DirectGroupChanged { group, .. } => format!("group {}", hex::encode(group)),
+        Event::Call { room, .. } => room.to_string(),
     }
 }

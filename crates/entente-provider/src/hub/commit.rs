@@ -357,6 +357,13 @@ async fn accept_commit(
         BatchOutcome::Applied { .. } => {
             *tracker = staged.next;
             Metrics::inc(&state.metrics.commits_accepted);
+            let members: Vec<String> = tracker
+                .members()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m.client.to_string())
+                .collect();
+            crate::calls::on_members_changed(state, room, &members).await;
             tracing::debug!(epoch = next_epoch, "commit accepted");
             Ok(wire::update_success(ts))
         }

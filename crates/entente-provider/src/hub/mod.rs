@@ -22,7 +22,7 @@ use crate::spam::{EventKind, SpamEvent};
 use crate::state::{AppState, now_ms};
 use crate::store::{Batch, BatchOutcome, ClientRecord, Dedup, Delivery, NewOutbound, RoomRecord};
 
-mod commit;
+pub(crate) mod commit;
 mod external;
 mod follower;
 mod keys;
