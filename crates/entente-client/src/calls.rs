@@ -45,10 +45,17 @@ const SIGNAL_LIFETIME_SECS: u32 = 120;
 /// One call signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallSignal {
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     /// `candidate:` attribute values; `complete` when no more will follow.
-    Candidates { lines: Vec<String>, complete: bool },
+    Candidates {
+        lines: Vec<String>,
+        complete: bool,
+    },
     Hangup,
 }
 
@@ -65,8 +72,12 @@ impl CallMessage {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         let part = match &self.signal {
-            CallSignal::Offer { sdp } => NestedPart::single(Disposition::Session, SDP_OFFER, sdp.as_bytes()),
-            CallSignal::Answer { sdp } => NestedPart::single(Disposition::Session, SDP_ANSWER, sdp.as_bytes()),
+            CallSignal::Offer { sdp } => {
+                NestedPart::single(Disposition::Session, SDP_OFFER, sdp.as_bytes())
+            }
+            CallSignal::Answer { sdp } => {
+                NestedPart::single(Disposition::Session, SDP_ANSWER, sdp.as_bytes())
+            }
             CallSignal::Candidates { lines, complete } => {
                 let mut frag = String::new();
                 for l in lines {
@@ -115,8 +126,12 @@ impl CallMessage {
                 }
                 let media_type = part.content_type.replace(' ', "").to_ascii_lowercase();
                 match media_type.as_str() {
-                    SDP_OFFER => CallSignal::Offer { sdp: text.to_owned() },
-                    SDP_ANSWER => CallSignal::Answer { sdp: text.to_owned() },
+                    SDP_OFFER => CallSignal::Offer {
+                        sdp: text.to_owned(),
+                    },
+                    SDP_ANSWER => CallSignal::Answer {
+                        sdp: text.to_owned(),
+                    },
                     TRICKLE_ICE => {
                         let mut lines = Vec::new();
                         let mut complete = false;
@@ -201,7 +216,11 @@ impl Call {
     /// Applies a signal of this call from the room. Returns `true` when the remote
     /// side hung up. Signals of other calls, and of devices other than the one that
     /// answered, are ignored.
-    pub async fn handle(&mut self, from: &ClientId, msg: &CallMessage) -> Result<bool, ClientError> {
+    pub async fn handle(
+        &mut self,
+        from: &ClientId,
+        msg: &CallMessage,
+    ) -> Result<bool, ClientError> {
         if msg.call_id != self.id {
             return Ok(false);
         }
@@ -238,14 +257,22 @@ pub(crate) fn media(e: impl std::fmt::Display) -> ClientError {
 impl Client {
     /// Sends a call signal to a room: encrypted like any message, but not kept in
     /// the history and not queued for resending.
-    pub async fn send_call_message(&mut self, room: &RoomId, msg: &CallMessage) -> Result<(), ClientError> {
+    pub async fn send_call_message(
+        &mut self,
+        room: &RoomId,
+        msg: &CallMessage,
+    ) -> Result<(), ClientError> {
         self.send_ephemeral(room, &msg.to_content()).await
     }
 
     /// Calls the other members of a (two-person) room: makes the offer and sends it
     /// with our candidates. The answer and the remote candidates arrive as
     /// [`crate::Event::Call`]; give them to [`Call::handle`].
-    pub async fn start_call(&mut self, room: &RoomId, options: &CallOptions) -> Result<Call, ClientError> {
+    pub async fn start_call(
+        &mut self,
+        room: &RoomId,
+        options: &CallOptions,
+    ) -> Result<Call, ClientError> {
         let peer = self.call_peer(options, Layout::Call).await?;
         let id = CallMessage::new_call_id();
         let sdp = peer.create_offer().await.map_err(media)?;
@@ -262,7 +289,10 @@ impl Client {
             room,
             &CallMessage {
                 call_id: id,
-                signal: CallSignal::Candidates { lines, complete: true },
+                signal: CallSignal::Candidates {
+                    lines,
+                    complete: true,
+                },
             },
         )
         .await?;
@@ -290,14 +320,23 @@ impl Client {
         let peer = self.call_peer(options, Layout::Call).await?;
         let answer = peer.accept_offer(sdp).await.map_err(media)?;
         let id = offer.call_id;
-        self.send_call_message(room, &CallMessage { call_id: id, signal: CallSignal::Answer { sdp: answer } })
-            .await?;
+        self.send_call_message(
+            room,
+            &CallMessage {
+                call_id: id,
+                signal: CallSignal::Answer { sdp: answer },
+            },
+        )
+        .await?;
         let lines = peer.local_candidates().to_vec();
         self.send_call_message(
             room,
             &CallMessage {
                 call_id: id,
-                signal: CallSignal::Candidates { lines, complete: true },
+                signal: CallSignal::Candidates {
+                    lines,
+                    complete: true,
+                },
             },
         )
         .await?;
@@ -313,8 +352,14 @@ impl Client {
 
     /// Hangs up: tells the room and closes the media.
     pub async fn hang_up(&mut self, room: &RoomId, call_id: [u8; 16]) -> Result<(), ClientError> {
-        self.send_call_message(room, &CallMessage { call_id, signal: CallSignal::Hangup })
-            .await
+        self.send_call_message(
+            room,
+            &CallMessage {
+                call_id,
+                signal: CallSignal::Hangup,
+            },
+        )
+        .await
     }
 
     /// The local IP address calls use by default: the one this machine reaches its
@@ -327,7 +372,9 @@ impl Client {
                 .await
                 .ok()
                 .and_then(|mut a| a.next())
-                .ok_or_else(|| ClientError::Unreachable(format!("cannot resolve {}", endpoint.domain)))?,
+                .ok_or_else(|| {
+                    ClientError::Unreachable(format!("cannot resolve {}", endpoint.domain))
+                })?,
         };
         let any: SocketAddr = if target.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
@@ -337,10 +384,9 @@ impl Client {
         let probe = tokio::net::UdpSocket::bind(any)
             .await
             .map_err(|e| ClientError::Unreachable(format!("no UDP socket for calls: {e}")))?;
-        probe
-            .connect(target)
-            .await
-            .map_err(|e| ClientError::Unreachable(format!("no route to the provider for calls: {e}")))?;
+        probe.connect(target).await.map_err(|e| {
+            ClientError::Unreachable(format!("no route to the provider for calls: {e}"))
+        })?;
         probe
             .local_addr()
             .map(|a| a.ip())
@@ -349,11 +395,16 @@ impl Client {
 
     /// Time-limited credentials for our provider's TURN relay.
     pub async fn turn_info(&self) -> Result<TurnInfo, ClientError> {
-        self.signed::<(), _>(reqwest::Method::GET, "/v1/calls/turn", None).await
+        self.signed::<(), _>(reqwest::Method::GET, "/v1/calls/turn", None)
+            .await
     }
 
     /// A WebRTC peer for a call, with a relayed candidate when asked.
-    pub(crate) async fn call_peer(&self, options: &CallOptions, layout: Layout) -> Result<Peer, ClientError> {
+    pub(crate) async fn call_peer(
+        &self,
+        options: &CallOptions,
+        layout: Layout,
+    ) -> Result<Peer, ClientError> {
         let mut config = PeerConfig::new(options.ip, layout);
         config.tap = options.tap.clone();
         if options.use_relay || options.relay_only {
@@ -365,18 +416,21 @@ impl Client {
 
     async fn relay_link(&self) -> Result<RelayLink, ClientError> {
         let info = self.turn_info().await?;
-        let server: SocketAddr = info
-            .server
-            .parse()
-            .map_err(|_| ClientError::Protocol(format!("the provider's TURN server address {} is not host:port", info.server)))?;
+        let server: SocketAddr = info.server.parse().map_err(|_| {
+            ClientError::Protocol(format!(
+                "the provider's TURN server address {} is not host:port",
+                info.server
+            ))
+        })?;
         let creds = entente_media::turn_server::TurnCredentials {
             username: info.username.clone(),
             password: info.password.clone(),
             expires_at: info.expires_at,
         };
-        entente_media::relay::link(server, &creds, &info.realm)
+        let relay = entente_media::relay::TurnRelay::allocate(server, &creds, &info.realm)
             .await
-            .map_err(media)
+            .map_err(media)?;
+        Ok(RelayLink::from_relay(relay))
     }
 }
 
@@ -389,7 +443,8 @@ pub fn plain_crypto() -> entente_media::session::SharedCrypto {
 
 /// SFrame cipher suite of group calls: `AES_128_GCM_SHA256_128` (RFC 9605 0x0004),
 /// the one the RFC recommends for real-time media.
-pub const SFRAME_SUITE: entente_core::sframe::CipherSuite = entente_core::sframe::CipherSuite::Aes128Gcm;
+pub const SFRAME_SUITE: entente_core::sframe::CipherSuite =
+    entente_core::sframe::CipherSuite::Aes128Gcm;
 /// Low bits of the MLS epoch carried in every SFrame KID (RFC 9605 section 5.2, E):
 /// 256 epochs before reuse, far more than a call's grace period spans.
 pub const SFRAME_EPOCH_BITS: u8 = 8;
@@ -414,11 +469,21 @@ pub struct SframeCrypto {
 
 impl SframeCrypto {
     pub fn new(first: &SframeEpoch) -> Result<Self, ClientError> {
-        let mut inner = entente_core::sframe::MlsSframe::new(SFRAME_SUITE, SFRAME_EPOCH_BITS).map_err(media)?;
+        let mut inner =
+            entente_core::sframe::MlsSframe::new(SFRAME_SUITE, SFRAME_EPOCH_BITS).map_err(media)?;
         inner
             .set_epoch(first.epoch, &first.base_key, first.own_leaf, &first.members)
             .map_err(media)?;
         Ok(Self { inner })
+    }
+
+    /// Decrypts a frame: the sender's leaf index, the epoch whose key opened it, and
+    /// the frame.
+    pub fn decrypt(&mut self, frame: &[u8]) -> Result<(u32, u64, Vec<u8>), ClientError> {
+        self.inner
+            .decrypt(frame, &[])
+            .map(|f| (f.sender, f.epoch, f.plaintext))
+            .map_err(media)
     }
 
     /// The epoch we send in.
@@ -486,7 +551,12 @@ impl Client {
     pub fn sframe_epoch(&self, room: &RoomId) -> Result<SframeEpoch, ClientError> {
         self.with_group(room, |group| {
             let base_key = group
-                .export_secret(&self.crypto, SFRAME_EXPORTER_LABEL, &[], SFRAME_SUITE.key_len())
+                .export_secret(
+                    &self.crypto,
+                    SFRAME_EXPORTER_LABEL,
+                    &[],
+                    SFRAME_SUITE.key_len(),
+                )
                 .map_err(|e| ClientError::Mls(format!("exporting the SFrame secret: {e}")))?;
             Ok(SframeEpoch {
                 epoch: group.epoch().as_u64(),
@@ -500,11 +570,20 @@ impl Client {
     /// Joins the group call of a room at its hub's SFU (`POST /v1/rooms/{room}/call`
     /// at our provider, which passes it on to the hub). Media frames are
     /// SFrame-encrypted under the room's current MLS epoch.
-    pub async fn join_group_call(&mut self, room: &RoomId, options: &CallOptions) -> Result<GroupCall, ClientError> {
+    pub async fn join_group_call(
+        &mut self,
+        room: &RoomId,
+        options: &CallOptions,
+    ) -> Result<GroupCall, ClientError> {
         self.require_room(room)?;
         let keys = SframeCrypto::new(&self.sframe_epoch(room)?)?;
         let peer = self
-            .call_peer(options, Layout::Sfu { slots: GROUP_CALL_SLOTS })
+            .call_peer(
+                options,
+                Layout::Sfu {
+                    slots: GROUP_CALL_SLOTS,
+                },
+            )
             .await?;
         let offer = peer.create_offer().await.map_err(media)?;
         let answer: JoinAnswer = self

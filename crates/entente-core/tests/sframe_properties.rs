@@ -125,8 +125,8 @@ fn mls_members_derive_matching_keys() {
             // KID = (index << E) + epoch % 16 with S = 3 for leaves up to 4.
             let (header, _) = Header::decode(&frame).unwrap();
             assert_eq!(header.kid, (u64::from(members[s]) << 4) | 9);
-            for r in 0..parts.len() {
-                let got = parts[r].decrypt(&frame, b"meta");
+            for (r, part) in parts.iter_mut().enumerate() {
+                let got = part.decrypt(&frame, b"meta");
                 if r == s {
                     // Our own KID is a send key, never a receive key.
                     assert_eq!(got, Err(SframeError::UnknownKid { kid: header.kid }));

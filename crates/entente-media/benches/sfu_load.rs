@@ -38,15 +38,43 @@ fn main() {
         .build()
         .unwrap();
     let scenarios = [
-        Scenario { calls: 1, per_call: 4, rate: 50 },
-        Scenario { calls: 4, per_call: 4, rate: 50 },
-        Scenario { calls: 4, per_call: 8, rate: 50 },
-        Scenario { calls: 1, per_call: 4, rate: 1000 },
-        Scenario { calls: 4, per_call: 4, rate: 1000 },
+        Scenario {
+            calls: 1,
+            per_call: 4,
+            rate: 50,
+        },
+        Scenario {
+            calls: 4,
+            per_call: 4,
+            rate: 50,
+        },
+        Scenario {
+            calls: 4,
+            per_call: 8,
+            rate: 50,
+        },
+        Scenario {
+            calls: 1,
+            per_call: 4,
+            rate: 1000,
+        },
+        Scenario {
+            calls: 4,
+            per_call: 4,
+            rate: 1000,
+        },
     ];
     println!(
         "{:>5} {:>8} {:>6} {:>10} {:>12} {:>12} {:>10} {:>9} {:>14}",
-        "calls", "per_call", "fps", "frames_in", "forwarded/s", "received/s", "dropped", "cpu_s", "fwd/cpu_s"
+        "calls",
+        "per_call",
+        "fps",
+        "frames_in",
+        "forwarded/s",
+        "received/s",
+        "dropped",
+        "cpu_s",
+        "fwd/cpu_s"
     );
     for s in scenarios {
         runtime.block_on(run(&s, Duration::from_secs(secs)));
@@ -63,14 +91,24 @@ async fn run(s: &Scenario, length: Duration) {
     let mut clients = Vec::new();
     for call in 0..s.calls {
         for p in 0..s.per_call {
-            let client = Client::join(&sfu, &format!("call{call}"), &format!("p{p}"), s.per_call - 1, received.clone()).await;
+            let client = Client::join(
+                &sfu,
+                &format!("call{call}"),
+                &format!("p{p}"),
+                s.per_call - 1,
+                received.clone(),
+            )
+            .await;
             clients.push(client);
         }
     }
     // Let every connection come up before measuring.
     let start = Instant::now();
     while clients.iter().any(|c| !c.connected()) {
-        assert!(start.elapsed() < Duration::from_secs(30), "clients did not connect");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "clients did not connect"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -126,7 +164,13 @@ struct Client {
 }
 
 impl Client {
-    async fn join(sfu: &Sfu, call: &str, name: &str, slots: usize, received: Arc<AtomicU64>) -> Client {
+    async fn join(
+        sfu: &Sfu,
+        call: &str,
+        name: &str,
+        slots: usize,
+        received: Arc<AtomicU64>,
+    ) -> Client {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let mut rtc = Rtc::builder()
@@ -145,7 +189,14 @@ impl Client {
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
         let (frames, frame_rx) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicU64::new(0));
-        tokio::spawn(drive(rtc, socket, send_mid, frame_rx, received, connected.clone()));
+        tokio::spawn(drive(
+            rtc,
+            socket,
+            send_mid,
+            frame_rx,
+            received,
+            connected.clone(),
+        ));
         Client { frames, connected }
     }
 

@@ -79,7 +79,11 @@ pub fn read_wav(path: &Path) -> Result<Pcm, AudioError> {
             .samples::<f32>()
             .collect::<Result<_, _>>()
             .map_err(|e| err(e.to_string()))?,
-        (format, bits) => return Err(err(format!("unsupported sample format {format:?} {bits}-bit"))),
+        (format, bits) => {
+            return Err(err(format!(
+                "unsupported sample format {format:?} {bits}-bit"
+            )));
+        }
     };
     let mono: Vec<f32> = interleaved
         .chunks(channels)
@@ -150,8 +154,9 @@ pub struct Encoder {
 
 impl Encoder {
     pub fn new() -> Result<Self, AudioError> {
-        let mut inner = opus_rs::OpusEncoder::new(SAMPLE_RATE as i32, 1, opus_rs::Application::Voip)
-            .map_err(|e| AudioError::Codec(e.to_string()))?;
+        let mut inner =
+            opus_rs::OpusEncoder::new(SAMPLE_RATE as i32, 1, opus_rs::Application::Voip)
+                .map_err(|e| AudioError::Codec(e.to_string()))?;
         inner.bitrate_bps = 32_000;
         inner.use_inband_fec = true;
         inner.packet_loss_perc = 5;
@@ -192,20 +197,29 @@ impl Decoder {
     /// an error, never a panic; the caller conceals it with [`Decoder::conceal`].
     pub fn decode(&mut self, packet: &[u8]) -> Result<Vec<i16>, AudioError> {
         if packet.len() > MAX_OPUS_PACKET * 3 {
-            return Err(AudioError::Codec(format!("packet of {} bytes is too long", packet.len())));
+            return Err(AudioError::Codec(format!(
+                "packet of {} bytes is too long",
+                packet.len()
+            )));
         }
         let frame_size = self.buf.len();
         let n = self
             .inner
             .decode(packet, frame_size, &mut self.buf)
             .map_err(|e| AudioError::Codec(e.to_string()))?;
-        Ok(self.buf[..n.min(self.buf.len())].iter().map(|&s| to_i16(s)).collect())
+        Ok(self.buf[..n.min(self.buf.len())]
+            .iter()
+            .map(|&s| to_i16(s))
+            .collect())
     }
 
     /// Packet-loss concealment for one missing 20 ms frame.
     pub fn conceal(&mut self) -> Vec<i16> {
         match self.inner.decode(&[], FRAME_SAMPLES, &mut self.buf) {
-            Ok(n) => self.buf[..n.min(FRAME_SAMPLES)].iter().map(|&s| to_i16(s)).collect(),
+            Ok(n) => self.buf[..n.min(FRAME_SAMPLES)]
+                .iter()
+                .map(|&s| to_i16(s))
+                .collect(),
             Err(_) => vec![0; FRAME_SAMPLES],
         }
     }
@@ -256,7 +270,9 @@ pub fn best_correlation(sent: &[i16], recorded: &[i16], max_lag: usize) -> (f64,
 /// syllable-like envelope, seeded so every caller gets the same samples.
 pub fn test_signal(seconds: f64, seed: u64) -> Pcm {
     let n = (seconds * f64::from(SAMPLE_RATE)) as usize;
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -315,7 +331,9 @@ mod tests {
         let mut dec = Decoder::new().unwrap();
         for len in [0usize, 1, 2, 3, 7, 100, 1275, 5000] {
             for seed in 0..20u8 {
-                let p: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed)).collect();
+                let p: Vec<u8> = (0..len)
+                    .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(seed))
+                    .collect();
                 let _ = dec.decode(&p);
             }
         }

@@ -50,6 +50,47 @@ pub struct RelayLink {
     pub from_relay: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
 }
 
+impl RelayLink {
+    /// Bridges a TURN allocation to a peer: one task sends what the peer routes to
+    /// the relay, another hands the peer what arrives. When the peer goes away the
+    /// allocation is released.
+    pub fn from_relay(relay: crate::relay::TurnRelay) -> RelayLink {
+        let relayed_addr = relay.relayed_addr();
+        let (to_tx, mut to_rx) = mpsc::channel::<(Vec<u8>, SocketAddr)>(512);
+        let (from_tx, from_rx) = mpsc::channel::<(Vec<u8>, SocketAddr)>(512);
+        let sender = relay.clone();
+        tokio::spawn(async move {
+            while let Some((data, peer)) = to_rx.recv().await {
+                if let Err(e) = sender.send_to(&data, peer).await {
+                    tracing::debug!(error = %e, "a datagram was not relayed");
+                }
+            }
+            // The peer is gone: release the allocation (this also ends the receiver).
+            sender.close().await;
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; crate::relay::MAX_RELAYED_DATAGRAM];
+            loop {
+                match relay.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        if from_tx.send((buf[..n].to_vec(), from)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(crate::turn_server::TurnError::Closed) => break,
+                    Err(e) => tracing::debug!(error = %e, "relay receive"),
+                }
+            }
+        });
+        RelayLink {
+            relayed_addr,
+            local_addr: relayed_addr,
+            to_relay: to_tx,
+            from_relay: from_rx,
+        }
+    }
+}
+
 /// How to build a [`Peer`].
 pub struct PeerConfig {
     /// The address to bind the UDP socket on and advertise as host candidate.
@@ -85,7 +126,11 @@ pub enum PeerEvent {
     Connected,
     /// A frame arrived on receiving track `track` (0 in a 1:1 call; the slot in an
     /// SFU call).
-    Frame { track: usize, data: Vec<u8>, rtp_time: u64 },
+    Frame {
+        track: usize,
+        data: Vec<u8>,
+        rtp_time: u64,
+    },
     /// The connection ended (ICE failure, timeout, or closed by us or the remote).
     Closed { reason: String },
 }
@@ -205,9 +250,15 @@ impl PeerControl {
         &self.stats
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, PeerError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, PeerError> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(make(tx)).await.map_err(|_| PeerError::Closed)?;
+        self.cmd
+            .send(make(tx))
+            .await
+            .map_err(|_| PeerError::Closed)?;
         rx.await.map_err(|_| PeerError::Closed)
     }
 }
@@ -267,10 +318,7 @@ impl Peer {
         };
         tokio::spawn(driver.run(cmd_rx));
         Ok(Peer {
-            control: PeerControl {
-                cmd: cmd_tx,
-                stats,
-            },
+            control: PeerControl { cmd: cmd_tx, stats },
             events: ev_rx,
             local_candidates,
             local_addr,
@@ -509,7 +557,10 @@ impl Driver {
     /// deadline.
     async fn drain(&mut self) -> Result<Instant, String> {
         loop {
-            let out = self.rtc.poll_output().map_err(|e| format!("WebRTC error: {e}"))?;
+            let out = self
+                .rtc
+                .poll_output()
+                .map_err(|e| format!("WebRTC error: {e}"))?;
             match out {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
@@ -517,10 +568,7 @@ impl Driver {
                         let _ = tap.send(t.contents.to_vec());
                     }
                     self.stats.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-                    let via_relay = self
-                        .relay
-                        .as_ref()
-                        .filter(|l| t.source == l.relayed_addr || t.source == l.local_addr && t.source != self.local_addr);
+                    let via_relay = self.relay.as_ref().filter(|l| t.source == l.relayed_addr);
                     if let Some(link) = via_relay {
                         self.stats.datagrams_relayed.fetch_add(1, Ordering::Relaxed);
                         let _ = link.to_relay.try_send((t.contents.to_vec(), t.destination));
@@ -542,18 +590,16 @@ impl Driver {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 return Err("the other side is gone (ICE disconnected)".to_owned());
             }
-            Event::MediaAdded(added) => {
-                // The answering side learns its m-lines from the offer.
-                if added.kind == MediaKind::Audio {
-                    if matches!(added.direction, Direction::SendRecv | Direction::SendOnly)
-                        && self.send_mid.is_none()
-                    {
-                        self.send_mid = Some(added.mid);
-                    }
-                    if matches!(added.direction, Direction::SendRecv | Direction::RecvOnly) {
-                        let next = self.recv_mids.len();
-                        self.recv_mids.entry(added.mid).or_insert(next);
-                    }
+            // The answering side learns its m-lines from the offer.
+            Event::MediaAdded(added) if added.kind == MediaKind::Audio => {
+                if matches!(added.direction, Direction::SendRecv | Direction::SendOnly)
+                    && self.send_mid.is_none()
+                {
+                    self.send_mid = Some(added.mid);
+                }
+                if matches!(added.direction, Direction::SendRecv | Direction::RecvOnly) {
+                    let next = self.recv_mids.len();
+                    self.recv_mids.entry(added.mid).or_insert(next);
                 }
             }
             Event::MediaData(data) => {
@@ -595,7 +641,10 @@ mod tests {
 
     async fn wait_connected(p: &mut Peer) {
         loop {
-            match tokio::time::timeout(Duration::from_secs(20), p.next_event()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(20), p.next_event())
+                .await
+                .unwrap()
+            {
                 Some(PeerEvent::Connected) => return,
                 Some(PeerEvent::Closed { reason }) => panic!("closed: {reason}"),
                 None => panic!("gone"),
@@ -617,13 +666,19 @@ mod tests {
         wait_connected(&mut b).await;
         let (sa, sb) = (a.frame_sender(), b.frame_sender());
         for i in 0..20u64 {
-            sa.send(format!("frame-from-a-{i:03}").into_bytes(), i * 960).unwrap();
-            sb.send(format!("frame-from-b-{i:03}").into_bytes(), i * 960).unwrap();
+            sa.send(format!("frame-from-a-{i:03}").into_bytes(), i * 960)
+                .unwrap();
+            sb.send(format!("frame-from-b-{i:03}").into_bytes(), i * 960)
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut got_b = Vec::new();
         while got_b.len() < 20 {
-            match tokio::time::timeout(Duration::from_secs(10), b.next_event()).await.unwrap().unwrap() {
+            match tokio::time::timeout(Duration::from_secs(10), b.next_event())
+                .await
+                .unwrap()
+                .unwrap()
+            {
                 PeerEvent::Frame { track, data, .. } => {
                     assert_eq!(track, 0);
                     got_b.push(String::from_utf8(data).unwrap());
@@ -637,7 +692,10 @@ mod tests {
         let mut got_a = 0;
         while got_a < 20 {
             if let PeerEvent::Frame { data, .. } =
-                tokio::time::timeout(Duration::from_secs(10), a.next_event()).await.unwrap().unwrap()
+                tokio::time::timeout(Duration::from_secs(10), a.next_event())
+                    .await
+                    .unwrap()
+                    .unwrap()
             {
                 assert!(data.starts_with(b"frame-from-b-"));
                 got_a += 1;
@@ -652,7 +710,10 @@ mod tests {
         assert!(n > 20);
         a.close().await;
         loop {
-            match tokio::time::timeout(Duration::from_secs(10), a.next_event()).await.unwrap() {
+            match tokio::time::timeout(Duration::from_secs(10), a.next_event())
+                .await
+                .unwrap()
+            {
                 Some(PeerEvent::Closed { .. }) | None => break,
                 _ => {}
             }

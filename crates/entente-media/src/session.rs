@@ -97,7 +97,10 @@ where
             return report;
         }
     };
-    let frames: Vec<[i16; FRAME_SAMPLES]> = send.as_ref().map(|p| p.frames().collect()).unwrap_or_default();
+    let frames: Vec<[i16; FRAME_SAMPLES]> = send
+        .as_ref()
+        .map(|p| p.frames().collect())
+        .unwrap_or_default();
     let mut next_frame = 0usize;
     let mut connected_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -172,20 +175,27 @@ fn lock(c: &SharedCrypto) -> std::sync::MutexGuard<'_, dyn FrameCrypto + 'static
 
 /// Decodes a packet and writes its samples where its RTP time says, concealing a
 /// gap of lost frames before it. Late or duplicate frames are dropped.
-fn place(tracks: &mut BTreeMap<u64, Track>, source: u64, rtp_time: u64, packet: &[u8], report: &mut AudioReport) {
-    if !tracks.contains_key(&source) {
-        let Ok(decoder) = Decoder::new() else { return };
-        tracks.insert(
-            source,
-            Track {
+fn place(
+    tracks: &mut BTreeMap<u64, Track>,
+    source: u64,
+    rtp_time: u64,
+    packet: &[u8],
+    report: &mut AudioReport,
+) {
+    let track = match tracks.entry(source) {
+        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let Ok(decoder) = Decoder::new() else { return };
+            v.insert(Track {
                 decoder,
                 first_rtp: rtp_time,
                 pcm: Vec::new(),
-            },
-        );
-    }
-    let Some(track) = tracks.get_mut(&source) else { return };
-    let Some(offset) = rtp_time.checked_sub(track.first_rtp) else { return };
+            })
+        }
+    };
+    let Some(offset) = rtp_time.checked_sub(track.first_rtp) else {
+        return;
+    };
     let offset = offset as usize;
     // At most 10 minutes of recording per source.
     if offset > 48_000 * 600 || offset < track.pcm.len() {

@@ -228,7 +228,9 @@ pub enum OfferError {
         index: usize,
     },
     /// A missing, malformed or repeated `a=mid:`.
-    #[error("m-line {index} has a missing, repeated or malformed a=mid (1 to 16 letters or digits)")]
+    #[error(
+        "m-line {index} has a missing, repeated or malformed a=mid (1 to 16 letters or digits)"
+    )]
     BadMid {
         /// Index of the m-line.
         index: usize,
@@ -333,7 +335,11 @@ impl<'a> ScannedLine<'a> {
         }
         if let Some(mid) = line.strip_prefix("a=mid:") {
             // A second a=mid on one m-line is malformed: make it fail the mid check.
-            self.mid = if self.mid.is_none() { Some(mid) } else { Some("") };
+            self.mid = if self.mid.is_none() {
+                Some(mid)
+            } else {
+                Some("")
+            };
         }
         if let Some(codec) = line.strip_prefix("a=rtpmap:111 ")
             && codec.eq_ignore_ascii_case("opus/48000/2")
@@ -507,7 +513,9 @@ impl Sfu {
         let (rtc, answer) = match negotiated {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(OfferError::Rejected(truncate(&e.to_string())).into()),
-            Err(_) => return Err(OfferError::Rejected("the offer crashed the parser".into()).into()),
+            Err(_) => {
+                return Err(OfferError::Rejected("the offer crashed the parser".into()).into());
+            }
         };
         // The scanner and str0m must agree on what was negotiated.
         let opus = Pt::from(OPUS_PT);
@@ -521,7 +529,10 @@ impl Sfu {
                     && m.remote_pts().contains(&opus)
             });
             if !ok {
-                return Err(OfferError::Rejected(format!("m-line {index} was not negotiated as offered")).into());
+                return Err(OfferError::Rejected(format!(
+                    "m-line {index} was not negotiated as offered"
+                ))
+                .into());
             }
         }
         Ok((rtc, answer))
@@ -1075,12 +1086,19 @@ mod tests {
     }
 
     fn offer(lines: &[String]) -> String {
-        format!("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{}", lines.concat())
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n{}",
+            lines.concat()
+        )
     }
 
     #[test]
     fn accepts_sendonly_then_slots() {
-        let sdp = offer(&[m_line("sendonly", "0"), m_line("recvonly", "1"), m_line("recvonly", "2")]);
+        let sdp = offer(&[
+            m_line("sendonly", "0"),
+            m_line("recvonly", "1"),
+            m_line("recvonly", "2"),
+        ]);
         let shape = OfferShape::parse(&sdp, 8).unwrap();
         assert_eq!(shape.slot_count(), 2);
         assert_eq!(shape.send, Mid::from("0"));
@@ -1092,11 +1110,19 @@ mod tests {
             (offer(&[]), OfferError::NoMedia),
             (
                 offer(&[m_line("recvonly", "0"), m_line("recvonly", "1")]),
-                OfferError::Direction { index: 0, expected: "sendonly", found: "recvonly" },
+                OfferError::Direction {
+                    index: 0,
+                    expected: "sendonly",
+                    found: "recvonly",
+                },
             ),
             (
                 offer(&[m_line("sendonly", "0"), m_line("sendonly", "1")]),
-                OfferError::Direction { index: 1, expected: "recvonly", found: "sendonly" },
+                OfferError::Direction {
+                    index: 1,
+                    expected: "recvonly",
+                    found: "sendonly",
+                },
             ),
             (
                 offer(&[m_line("sendonly", "0"), m_line("recvonly", "0")]),
@@ -1112,14 +1138,21 @@ mod tests {
             ),
             (
                 offer(&[m_line("sendonly", "0").replace("m=audio", "m=video")]),
-                OfferError::NotAudio { index: 0, kind: "video".into() },
+                OfferError::NotAudio {
+                    index: 0,
+                    kind: "video".into(),
+                },
             ),
             (
                 offer(&[m_line("sendonly", "0").replace("m=audio 9", "m=audio 0")]),
                 OfferError::Disabled { index: 0 },
             ),
             (
-                offer(&[m_line("sendonly", "0"), m_line("recvonly", "1"), m_line("recvonly", "2")]),
+                offer(&[
+                    m_line("sendonly", "0"),
+                    m_line("recvonly", "1"),
+                    m_line("recvonly", "2"),
+                ]),
                 OfferError::TooManySlots { max: 1 },
             ),
         ];
@@ -1129,14 +1162,21 @@ mod tests {
         let huge = "a".repeat(MAX_OFFER_LEN + 1);
         assert_eq!(
             OfferShape::parse(&huge, 8),
-            Err(OfferError::TooLarge { len: MAX_OFFER_LEN + 1 })
+            Err(OfferError::TooLarge {
+                len: MAX_OFFER_LEN + 1
+            })
         );
     }
 
     #[test]
     fn slot_timeline_stays_continuous_across_senders() {
         let now = Instant::now();
-        let mut slot = Slot { mid: Mid::from("1"), sender: Some(1), offset: None, last: None };
+        let mut slot = Slot {
+            mid: Mid::from("1"),
+            sender: Some(1),
+            offset: None,
+            last: None,
+        };
         assert_eq!(slot.map_time(1_000_000, now), 1_000_000);
         assert_eq!(slot.map_time(1_000_960, now), 1_000_960);
         // A new sender with an unrelated clock continues after the last output.

@@ -72,9 +72,6 @@ use zeroize::Zeroizing;
 /// and the burst allowed; each makes the `turn` crate keep a nonce for an hour.
 pub const MAX_CHALLENGES_PER_SECOND: u32 = 200;
 
-/// Largest datagram the server reads; the `turn` crate itself reads 1500 bytes.
-const MAX_DATAGRAM: usize = 1500;
-
 /// How the provider runs its TURN server.
 pub struct TurnServerConfig {
     /// UDP address clients send TURN requests to (port 0 picks a free port).
@@ -261,10 +258,12 @@ impl TurnServer {
             tap,
         } = cfg;
         let secret = Arc::new(Zeroizing::new(secret));
-        let socket = UdpSocket::bind(listen).await.map_err(|source| TurnError::Io {
-            context: "binding the listening socket",
-            source,
-        })?;
+        let socket = UdpSocket::bind(listen)
+            .await
+            .map_err(|source| TurnError::Io {
+                context: "binding the listening socket",
+                source,
+            })?;
         let local_addr = socket.local_addr().map_err(|source| TurnError::Io {
             context: "reading the listening address",
             source,
@@ -555,7 +554,9 @@ fn channel_data_payload(datagram: &[u8]) -> Option<&[u8]> {
 #[async_trait]
 impl Conn for ListenConn {
     async fn connect(&self, _addr: SocketAddr) -> Result<(), webrtc_util::Error> {
-        Err(webrtc_util::Error::Other("connect on a TURN listener".into()))
+        Err(webrtc_util::Error::Other(
+            "connect on a TURN listener".into(),
+        ))
     }
 
     async fn recv(&self, _buf: &mut [u8]) -> Result<usize, webrtc_util::Error> {
@@ -697,11 +698,15 @@ struct RelayConn {
 #[async_trait]
 impl Conn for RelayConn {
     async fn connect(&self, _addr: SocketAddr) -> Result<(), webrtc_util::Error> {
-        Err(webrtc_util::Error::Other("connect on a relayed address".into()))
+        Err(webrtc_util::Error::Other(
+            "connect on a relayed address".into(),
+        ))
     }
 
     async fn recv(&self, _buf: &mut [u8]) -> Result<usize, webrtc_util::Error> {
-        Err(webrtc_util::Error::Other("recv on a relayed address".into()))
+        Err(webrtc_util::Error::Other(
+            "recv on a relayed address".into(),
+        ))
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), webrtc_util::Error> {
@@ -718,7 +723,9 @@ impl Conn for RelayConn {
     }
 
     async fn send(&self, _buf: &[u8]) -> Result<usize, webrtc_util::Error> {
-        Err(webrtc_util::Error::Other("send on a relayed address".into()))
+        Err(webrtc_util::Error::Other(
+            "send on a relayed address".into(),
+        ))
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> Result<usize, webrtc_util::Error> {

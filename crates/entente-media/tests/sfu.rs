@@ -101,10 +101,7 @@ impl TestClient {
         let addr = socket.local_addr().unwrap();
         let (mut rtc, offer, pending, mids) =
             make_offer(client_config(), addr, &shape(slots), false);
-        let answer = sfu
-            .join(call, name, &offer.to_sdp_string())
-            .await
-            .unwrap();
+        let answer = sfu.join(call, name, &offer.to_sdp_string()).await.unwrap();
         let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
         rtc.sdp_api().accept_answer(pending, answer).unwrap();
 
@@ -343,13 +340,24 @@ async fn participants_receive_each_other_exactly_and_nothing_else() {
         for c in group {
             for o in group.iter().filter(|o| o.name != c.name) {
                 // Exactly what was sent, in order, on one slot.
-                assert_eq!(c.seqs(&o.name, "p1"), in_order(50), "{} from {}", c.name, o.name);
+                assert_eq!(
+                    c.seqs(&o.name, "p1"),
+                    in_order(50),
+                    "{} from {}",
+                    c.name,
+                    o.name
+                );
                 assert_eq!(c.slots_of(&o.name).len(), 1, "{} from {}", c.name, o.name);
             }
             let senders = c.senders();
             assert!(!senders.contains(&c.name), "{} heard itself", c.name);
             for o in others {
-                assert!(!senders.contains(&o.name), "{} heard {} of another call", c.name, o.name);
+                assert!(
+                    !senders.contains(&o.name),
+                    "{} heard {} of another call",
+                    c.name,
+                    o.name
+                );
             }
         }
     }
@@ -366,10 +374,17 @@ async fn participants_receive_each_other_exactly_and_nothing_else() {
     let bytes: usize = tapped.iter().map(|t| t.payload.len()).sum();
     assert_eq!(bytes as u64, stats.bytes_forwarded);
     for t in &tapped {
-        assert!(!t.payload.windows(5).any(|w| w == b"plain"), "plaintext in the SFU");
+        assert!(
+            !t.payload.windows(5).any(|w| w == b"plain"),
+            "plaintext in the SFU"
+        );
         let (from, ..) = parse(&t.payload).unwrap();
         assert_eq!(from, t.from);
-        let call = if call1.iter().any(|c| c.name == t.from) { "call-1" } else { "call-2" };
+        let call = if call1.iter().any(|c| c.name == t.from) {
+            "call-1"
+        } else {
+            "call-2"
+        };
         assert_eq!(t.call, call);
     }
     for group in [&call1[..], &call2[..]] {
@@ -414,7 +429,8 @@ async fn retain_removes_a_participant_and_frees_its_slot() {
     heard_all(&[&alice, &bob, &carol], "p1", 20).await;
     let carols_slot_at_alice = alice.slots_of("carol");
 
-    sfu.retain("call", &["alice".to_owned(), "bob".to_owned()]).await;
+    sfu.retain("call", &["alice".to_owned(), "bob".to_owned()])
+        .await;
     assert_eq!(sfu.stats().participants, 2);
 
     let dave = TestClient::join(&sfu, "call", "dave", 2).await;
@@ -423,9 +439,17 @@ async fn retain_removes_a_participant_and_frees_its_slot() {
     talk(&[&alice, &bob, &carol, &dave], "p2", 20).await;
     heard_all(&[&alice, &bob, &dave], "p2", 20).await;
 
-    assert_eq!(alice.slots_of("dave"), carols_slot_at_alice, "dave reuses carol's slot");
+    assert_eq!(
+        alice.slots_of("dave"),
+        carols_slot_at_alice,
+        "dave reuses carol's slot"
+    );
     for c in [&alice, &bob, &dave] {
-        assert!(c.seqs("carol", "p2").is_empty(), "{} heard carol after removal", c.name);
+        assert!(
+            c.seqs("carol", "p2").is_empty(),
+            "{} heard carol after removal",
+            c.name
+        );
         for o in [&alice, &bob, &dave].iter().filter(|o| o.name != c.name) {
             assert_eq!(c.seqs(&o.name, "p2"), in_order(20));
         }
@@ -449,7 +473,10 @@ async fn a_second_join_replaces_the_first() {
 
     let new_bob = TestClient::join(&sfu, "call", "bob", 2).await;
     assert_eq!(sfu.stats().participants, 2);
-    wait_for("the new session", || new_bob.connected.load(Ordering::SeqCst)).await;
+    wait_for("the new session", || {
+        new_bob.connected.load(Ordering::SeqCst)
+    })
+    .await;
     let before = old_bob.seqs("alice", "warm").len();
     warm_up(&[&[&alice, &new_bob]]).await;
     talk(&[&alice, &new_bob], "p1", 20).await;
@@ -468,7 +495,7 @@ async fn garbage_flood_does_not_disturb_a_running_call() {
     warm_up(&[&[&alice, &bob]]).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut garbage = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
+    let garbage = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
         let len = rng.gen_range(0..1300);
         let mut bytes: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
         // Make most of it look like one of the multiplexed protocols, so that it gets
@@ -509,7 +536,10 @@ async fn garbage_flood_does_not_disturb_a_running_call() {
     assert_eq!(bob.seqs("alice", "p1"), in_order(50));
     let stats = sfu.stats();
     assert_eq!(stats.participants, 2);
-    assert!(stats.datagrams_ignored > 0, "the flood never reached the SFU");
+    assert!(
+        stats.datagrams_ignored > 0,
+        "the flood never reached the SFU"
+    );
     sfu.close().await;
 }
 
@@ -525,15 +555,27 @@ async fn offers_of_the_wrong_shape_are_refused() {
     let cases = [
         (
             offer(client_config(), &[audio(RecvOnly), audio(RecvOnly)], false),
-            OfferError::Direction { index: 0, expected: "sendonly", found: "recvonly" },
+            OfferError::Direction {
+                index: 0,
+                expected: "sendonly",
+                found: "recvonly",
+            },
         ),
         (
             offer(client_config(), &[audio(SendRecv)], false),
-            OfferError::Direction { index: 0, expected: "sendonly", found: "sendrecv" },
+            OfferError::Direction {
+                index: 0,
+                expected: "sendonly",
+                found: "sendrecv",
+            },
         ),
         (
             offer(client_config(), &[audio(SendOnly), audio(SendOnly)], false),
-            OfferError::Direction { index: 1, expected: "recvonly", found: "sendonly" },
+            OfferError::Direction {
+                index: 1,
+                expected: "recvonly",
+                found: "sendonly",
+            },
         ),
         (
             offer(
@@ -541,17 +583,30 @@ async fn offers_of_the_wrong_shape_are_refused() {
                 &[(MediaKind::Video, SendOnly), audio(RecvOnly)],
                 false,
             ),
-            OfferError::NotAudio { index: 0, kind: "video".into() },
+            OfferError::NotAudio {
+                index: 0,
+                kind: "video".into(),
+            },
         ),
         (
             offer(client_config(), &shape(2), true),
-            OfferError::NotAudio { index: 3, kind: "application".into() },
+            OfferError::NotAudio {
+                index: 3,
+                kind: "application".into(),
+            },
         ),
         (
-            offer(Rtc::builder().clear_codecs().enable_pcmu(true, false), &shape(1), false),
+            offer(
+                Rtc::builder().clear_codecs().enable_pcmu(true, false),
+                &shape(1),
+                false,
+            ),
             OfferError::NoOpus { index: 0 },
         ),
-        (offer(client_config(), &shape(33), false), OfferError::TooManySlots { max: 32 }),
+        (
+            offer(client_config(), &shape(33), false),
+            OfferError::TooManySlots { max: 32 },
+        ),
         ("hello".to_owned(), OfferError::NoMedia),
     ];
     for (sdp, expected) in cases {
@@ -571,7 +626,8 @@ async fn offers_of_the_wrong_shape_are_refused() {
         Err(SfuError::Offer(OfferError::Rejected(_)))
     ));
     assert!(matches!(
-        sfu.join("", "mallory", &offer(client_config(), &shape(2), false)).await,
+        sfu.join("", "mallory", &offer(client_config(), &shape(2), false))
+            .await,
         Err(SfuError::InvalidId { what: "call", .. })
     ));
     assert_eq!(sfu.stats().participants, 0);
@@ -594,7 +650,11 @@ async fn limits_on_calls_and_participants_hold() {
     })
     .unwrap();
     let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-    let offer = || make_offer(client_config(), addr, &shape(2), false).1.to_sdp_string();
+    let offer = || {
+        make_offer(client_config(), addr, &shape(2), false)
+            .1
+            .to_sdp_string()
+    };
     sfu.join("call", "a", &offer()).await.unwrap();
     sfu.join("call", "b", &offer()).await.unwrap();
     assert!(matches!(
@@ -620,10 +680,15 @@ async fn silent_participants_are_dropped() {
     .unwrap();
     // An offer whose client never connects: nothing ever arrives from it.
     let addr: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    let sdp = make_offer(client_config(), addr, &shape(1), false).1.to_sdp_string();
+    let sdp = make_offer(client_config(), addr, &shape(1), false)
+        .1
+        .to_sdp_string();
     sfu.join("call", "ghost", &sdp).await.unwrap();
     assert_eq!(sfu.stats().participants, 1);
-    wait_for("the idle participant to go", || sfu.stats().participants == 0).await;
+    wait_for("the idle participant to go", || {
+        sfu.stats().participants == 0
+    })
+    .await;
     assert_eq!(sfu.stats().calls, 0);
     sfu.close().await;
 }

@@ -25,9 +25,7 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: no progress in 20 s"))
 }
 
-async fn server(
-    max_allocations: usize,
-) -> (TurnServer, mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn server(max_allocations: usize) -> (TurnServer, mpsc::UnboundedReceiver<Vec<u8>>) {
     let (tap, tapped) = mpsc::unbounded_channel();
     let server = TurnServer::start(TurnServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -104,7 +102,10 @@ fn credentials_known_answer() {
         })
     );
     assert_eq!(serde_json::from_value::<TurnCredentials>(json).unwrap(), c);
-    assert!(!format!("{c:?}").contains(&c.password), "Debug shows the password");
+    assert!(
+        !format!("{c:?}").contains(&c.password),
+        "Debug shows the password"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +114,10 @@ async fn two_relays_exchange_both_ways() {
     let a = allocate(&server, "a").await;
     let b = allocate(&server, "b").await;
     let (a_addr, b_addr) = (a.relayed_addr(), b.relayed_addr());
-    assert_eq!(a_addr.ip(), "127.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        a_addr.ip(),
+        "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
     assert_ne!(a_addr, b_addr);
     assert_ne!(a_addr, server.local_addr());
     assert_eq!(server.stats().allocations, 2);
@@ -156,14 +160,17 @@ async fn two_relays_exchange_both_ways() {
     // Every payload left one relayed address and arrived at the other, so the server
     // forwarded it twice (the probe at least once).
     let stats = server.stats();
-    assert!(stats.relayed_packets >= 2 * 40 + 1, "{stats:?}");
+    assert!(stats.relayed_packets > 2 * 40, "{stats:?}");
     assert_eq!(stats.auth_failures, 0);
 
     a.close().await;
     b.close().await;
     wait_for_allocations(&server, 0).await;
     let mut buf = [0u8; 64];
-    assert!(matches!(a.recv_from(&mut buf).await, Err(TurnError::Closed)));
+    assert!(matches!(
+        a.recv_from(&mut buf).await,
+        Err(TurnError::Closed)
+    ));
     server.close().await;
 }
 
@@ -181,7 +188,9 @@ async fn tap_sees_exactly_the_relayed_bytes() {
         let mut out = vec![0u8; rng.gen_range(1..=1200)];
         rng.fill_bytes(&mut out);
         relay.send_to(&out, peer_addr).await.unwrap();
-        let (n, from) = within("peer receive", peer.recv_from(&mut buf)).await.unwrap();
+        let (n, from) = within("peer receive", peer.recv_from(&mut buf))
+            .await
+            .unwrap();
         assert_eq!(from, relay.relayed_addr());
         assert_eq!(&buf[..n], &out[..], "round {round}: client to peer");
         sent.push(out);
@@ -197,7 +206,10 @@ async fn tap_sees_exactly_the_relayed_bytes() {
     while let Ok(p) = tapped.try_recv() {
         seen.push(p);
     }
-    assert_eq!(seen, sent, "the tap must see each relayed payload once, in order");
+    assert_eq!(
+        seen, sent,
+        "the tap must see each relayed payload once, in order"
+    );
     let stats = server.stats();
     assert_eq!(stats.relayed_packets, sent.len() as u64);
     assert_eq!(
@@ -212,11 +224,20 @@ async fn tap_sees_exactly_the_relayed_bytes() {
 async fn wrong_password_refused() {
     let (server, _tapped) = server(16).await;
     let mut c = creds("wrong");
-    c.password = turn_credentials(b"another secret", "wrong", Duration::from_secs(600), SystemTime::now()).password;
-    let err = within("refusal", TurnRelay::allocate(server.local_addr(), &c, REALM))
-        .await
-        .err()
-        .expect("a wrong password must not allocate");
+    c.password = turn_credentials(
+        b"another secret",
+        "wrong",
+        Duration::from_secs(600),
+        SystemTime::now(),
+    )
+    .password;
+    let err = within(
+        "refusal",
+        TurnRelay::allocate(server.local_addr(), &c, REALM),
+    )
+    .await
+    .err()
+    .expect("a wrong password must not allocate");
     assert!(
         matches!(err, TurnError::CredentialsRejected { code: 400 | 401 }),
         "{err}"
@@ -238,10 +259,13 @@ async fn expired_credentials_refused_by_server() {
     // Correctly signed but expired username; lie about expires_at so the client's own
     // check lets it through and the server has to refuse it.
     c.expires_at = u64::MAX;
-    let err = within("refusal", TurnRelay::allocate(server.local_addr(), &c, REALM))
-        .await
-        .err()
-        .expect("an expired username must not allocate");
+    let err = within(
+        "refusal",
+        TurnRelay::allocate(server.local_addr(), &c, REALM),
+    )
+    .await
+    .err()
+    .expect("an expired username must not allocate");
     assert!(
         matches!(err, TurnError::CredentialsRejected { .. }),
         "{err}"
@@ -321,11 +345,13 @@ fn garbage(rng: &mut StdRng) -> Vec<u8> {
         // Allocate with junk credentials and integrity
         4 => {
             let mut m = stun_header(0x0003, 48, rng);
-            m.extend_from_slice(&[0x00, 0x06, 0x00, 0x04]);
+            m.extend_from_slice(&[0x00, 0x06, 0x00, 0x04]); // USERNAME
             m.extend_from_slice(b"1:xy");
-            m.extend_from_slice(&[0x00, 0x15, 0x00, 0x04]);
+            m.extend_from_slice(&[0x00, 0x14, 0x00, 0x04]); // REALM
+            m.extend_from_slice(b"rlm.");
+            m.extend_from_slice(&[0x00, 0x15, 0x00, 0x04]); // NONCE
             m.extend_from_slice(b"nnnn");
-            m.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
+            m.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]); // MESSAGE-INTEGRITY
             let mut mac = [0u8; 20];
             rng.fill_bytes(&mut mac);
             m.extend_from_slice(&mac);
@@ -373,7 +399,10 @@ async fn garbage_flood_does_not_stop_service() {
     let (n, from) = within("relay after flood", peer.recv_from(&mut buf))
         .await
         .unwrap();
-    assert_eq!((&buf[..n], from), (&b"still relaying"[..], a.relayed_addr()));
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"still relaying"[..], a.relayed_addr())
+    );
     let stats = server.stats();
     assert_eq!(stats.allocations, 1, "{stats:?}");
     assert!(stats.auth_failures > 0, "{stats:?}");

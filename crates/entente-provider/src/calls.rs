@@ -122,11 +122,16 @@ impl CallsConfig {
             return Err("[calls] the SFU listens on an unspecified address: set `sfu_public` to the address devices reach it at".into());
         }
         let turn = self.turn_listen.unwrap_or(SocketAddr::new(listen.ip(), 0));
-        if turn.ip().is_unspecified() && (self.turn_public.is_none() || self.turn_relay_ip.is_none()) {
+        if turn.ip().is_unspecified()
+            && (self.turn_public.is_none() || self.turn_relay_ip.is_none())
+        {
             return Err("[calls] the TURN server listens on an unspecified address: set `turn_public` and `turn_relay_ip`".into());
         }
         if self.turn_credential_secs == 0 || self.max_participants < 2 {
-            return Err("[calls] `turn_credential_secs` must be positive and `max_participants` at least 2".into());
+            return Err(
+                "[calls] `turn_credential_secs` must be positive and `max_participants` at least 2"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -135,7 +140,9 @@ impl CallsConfig {
 /// The running call services.
 pub struct Calls {
     pub sfu: Option<Sfu>,
-    pub turn: Option<TurnServer>,
+    /// Taken out when the provider stops (closing consumes it).
+    turn: std::sync::Mutex<Option<TurnServer>>,
+    turn_addr: Option<SocketAddr>,
     turn_secret: Vec<u8>,
     turn_public: Option<SocketAddr>,
     ttl: Duration,
@@ -148,7 +155,8 @@ impl Calls {
         if !c.enabled {
             return Ok(Calls {
                 sfu: None,
-                turn: None,
+                turn: std::sync::Mutex::new(None),
+                turn_addr: None,
                 turn_secret: Vec::new(),
                 turn_public: None,
                 ttl: Duration::ZERO,
@@ -168,18 +176,17 @@ impl Calls {
         .await
         .map_err(|e| format!("cannot start the TURN server on {turn_listen}: {e}"))?;
         let sfu_listen = c.sfu_listen.unwrap_or(SocketAddr::new(ip, 0));
-        let sfu = Sfu::start(SfuConfig {
-            listen: sfu_listen,
-            public_addr: c.sfu_public,
-            max_participants_per_call: c.max_participants,
-            max_calls: c.max_calls,
-            tap: None,
-        })
-        .await
-        .map_err(|e| format!("cannot start the SFU on {sfu_listen}: {e}"))?;
+        let mut sfu_config = SfuConfig::new(sfu_listen);
+        sfu_config.public_addr = c.sfu_public;
+        sfu_config.max_participants_per_call = c.max_participants;
+        sfu_config.max_calls = c.max_calls;
+        let sfu = Sfu::start(sfu_config)
+            .map_err(|e| format!("cannot start the SFU on {sfu_listen}: {e}"))?;
+        let turn_addr = turn.local_addr();
         Ok(Calls {
             sfu: Some(sfu),
-            turn: Some(turn),
+            turn: std::sync::Mutex::new(Some(turn)),
+            turn_addr: Some(turn_addr),
             turn_secret: secret,
             turn_public: c.turn_public,
             ttl: Duration::from_secs(c.turn_credential_secs),
@@ -191,8 +198,20 @@ impl Calls {
         if let Some(s) = &self.sfu {
             s.close().await;
         }
-        if let Some(t) = &self.turn {
+        let turn = match self.turn.lock() {
+            Ok(mut t) => t.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(t) = turn {
             t.close().await;
+        }
+    }
+
+    /// The TURN relay's counters, while it runs.
+    pub fn turn_stats(&self) -> Option<entente_media::turn_server::TurnStats> {
+        match self.turn.lock() {
+            Ok(t) => t.as_ref().map(TurnServer::stats),
+            Err(p) => p.into_inner().as_ref().map(TurnServer::stats),
         }
     }
 }
@@ -241,8 +260,11 @@ fn calls_off() -> Failure {
     )
 }
 
-async fn turn_credentials(State(state): State<AppState>, _a: Authed) -> Result<Json<TurnInfo>, Failure> {
-    let turn = state.calls.turn.as_ref().ok_or_else(calls_off)?;
+async fn turn_credentials(
+    State(state): State<AppState>,
+    _a: Authed,
+) -> Result<Json<TurnInfo>, Failure> {
+    let turn_addr = state.calls.turn_addr.ok_or_else(calls_off)?;
     let mut label = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut label);
     let creds = entente_media::turn_server::turn_credentials(
@@ -251,7 +273,7 @@ async fn turn_credentials(State(state): State<AppState>, _a: Authed) -> Result<J
         state.calls.ttl,
         SystemTime::now(),
     );
-    let server = state.calls.turn_public.unwrap_or(turn.local_addr());
+    let server = state.calls.turn_public.unwrap_or(turn_addr);
     Ok(Json(TurnInfo {
         server: server.to_string(),
         realm: state.config.domain.clone(),
@@ -312,20 +334,35 @@ async fn client_join(
         .await
     {
         Ok(bytes) => {
-            let answer: JoinAnswer = serde_json::from_slice(&bytes)
-                .map_err(|e| Failure::bad_gateway(format!("the hub {} answered the join with {e}", room.domain())))?;
+            let answer: JoinAnswer = serde_json::from_slice(&bytes).map_err(|e| {
+                Failure::bad_gateway(format!(
+                    "the hub {} answered the join with {e}",
+                    room.domain()
+                ))
+            })?;
             if answer.answer.len() > MAX_SDP {
-                return Err(Failure::bad_gateway("the hub's answer is longer than 32 KiB"));
+                return Err(Failure::bad_gateway(
+                    "the hub's answer is longer than 32 KiB",
+                ));
             }
             Ok(Json(answer))
         }
-        Err(FedError::Refused { domain, status, reason }) if (400..500).contains(&status) => {
+        Err(FedError::Refused {
+            domain,
+            status,
+            reason,
+        }) if (400..500).contains(&status) => {
             let message = serde_json::from_str::<serde_json::Value>(&reason)
                 .ok()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or(reason);
-            let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::FORBIDDEN);
-            Err(Failure::new(status, "call_refused", format!("the hub {domain} refused the call: {message}")))
+            let status = axum::http::StatusCode::from_u16(status)
+                .unwrap_or(axum::http::StatusCode::FORBIDDEN);
+            Err(Failure::new(
+                status,
+                "call_refused",
+                format!("the hub {domain} refused the call: {message}"),
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -337,8 +374,8 @@ async fn peer_join(
     Peer(peer): Peer,
     body: axum::body::Bytes,
 ) -> Result<Json<JoinAnswer>, Failure> {
-    let join: PeerJoin =
-        serde_json::from_slice(&body).map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))?;
+    let join: PeerJoin = serde_json::from_slice(&body)
+        .map_err(|e| Failure::bad_request(format!("invalid JSON body: {e}")))?;
     let room: RoomId = join
         .room
         .parse()
@@ -361,7 +398,12 @@ async fn peer_join(
 }
 
 /// Hub: the device must be in the room's MLS group now.
-async fn hub_join(state: &AppState, room: &RoomId, client: &ClientId, offer: &str) -> Result<String, Failure> {
+async fn hub_join(
+    state: &AppState,
+    room: &RoomId,
+    client: &ClientId,
+    offer: &str,
+) -> Result<String, Failure> {
     let sfu = state.calls.sfu.as_ref().ok_or_else(calls_off)?;
     if !state.is_local(room.domain()) {
         return Err(Failure::bad_request(format!(
@@ -403,4 +445,69 @@ pub async fn on_members_changed(state: &AppState, room: &RoomId, members: &[Stri
     if let Some(sfu) = &state.calls.sfu {
         sfu.retain(&room.to_string(), members).await;
     }
+}
+
+/// Prometheus text for the SFU and the TURN relay.
+pub fn metrics_text(state: &AppState) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, kind: &str, help: &str, v: u64| {
+        out += &format!(
+            "# HELP entente_{name} {help}\n# TYPE entente_{name} {kind}\nentente_{name} {v}\n"
+        );
+    };
+    if let Some(sfu) = &state.calls.sfu {
+        let s = sfu.stats();
+        gauge("sfu_calls", "gauge", "Group calls on our SFU.", s.calls);
+        gauge(
+            "sfu_participants",
+            "gauge",
+            "Devices connected to our SFU.",
+            s.participants,
+        );
+        gauge(
+            "sfu_frames_forwarded_total",
+            "counter",
+            "Frames our SFU forwarded.",
+            s.frames_forwarded,
+        );
+        gauge(
+            "sfu_frames_dropped_total",
+            "counter",
+            "Frames our SFU dropped (no free slot).",
+            s.frames_dropped,
+        );
+        gauge(
+            "sfu_bytes_forwarded_total",
+            "counter",
+            "Bytes of frames our SFU forwarded.",
+            s.bytes_forwarded,
+        );
+    }
+    if let Some(t) = state.calls.turn_stats() {
+        gauge(
+            "turn_allocations",
+            "gauge",
+            "TURN allocations.",
+            t.allocations as u64,
+        );
+        gauge(
+            "turn_relayed_packets_total",
+            "counter",
+            "Datagrams our TURN server relayed.",
+            t.relayed_packets,
+        );
+        gauge(
+            "turn_relayed_bytes_total",
+            "counter",
+            "Bytes our TURN server relayed.",
+            t.relayed_bytes,
+        );
+        gauge(
+            "turn_auth_failures_total",
+            "counter",
+            "TURN requests with bad credentials.",
+            t.auth_failures,
+        );
+    }
+    out
 }

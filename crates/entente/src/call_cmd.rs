@@ -88,7 +88,10 @@ pub struct AnswerArgs {
     media: MediaArgs,
 }
 
-async fn options(client: &Client, m: &MediaArgs) -> Result<(CallOptions, Option<tokio::task::JoinHandle<Result<()>>>)> {
+async fn options(
+    client: &Client,
+    m: &MediaArgs,
+) -> Result<(CallOptions, Option<tokio::task::JoinHandle<Result<()>>>)> {
     let ip = match m.ip {
         Some(ip) => ip,
         None => client.call_ip().await?,
@@ -161,7 +164,10 @@ pub async fn run_call(a: CallArgs, common: Common) -> Result<()> {
         linger: Duration::from_secs(a.linger),
         max_duration: Duration::from_secs(a.duration.unwrap_or((seconds as u64) + a.linger + 1)),
     };
-    let peer = call.peer.take().context("the call's media is already running")?;
+    let peer = call
+        .peer
+        .take()
+        .context("the call's media is already running")?;
     let report = converse(&mut client, &mut call, peer, pcm, plan).await?;
     client.hang_up(&room, call.id).await?;
     finish(report, a.record.as_deref(), writer, common.json).await
@@ -177,7 +183,12 @@ pub async fn run_answer(a: AnswerArgs, common: Common) -> Result<()> {
     let mut early: Vec<(RoomId, ClientId, CallMessage)> = Vec::new();
     let offer = loop {
         for e in client.sync().await? {
-            if let Event::Call { room, from, message } = e {
+            if let Event::Call {
+                room,
+                from,
+                message,
+            } = e
+            {
                 early.push((room, from, message));
             }
         }
@@ -198,14 +209,21 @@ pub async fn run_answer(a: AnswerArgs, common: Common) -> Result<()> {
     eprintln!("{} is calling; answering", from.user().handle());
     let (opts, writer) = options(&client, &a.media).await?;
     let mut call = client.answer_call(&room, &from, &message, &opts).await?;
-    for (_, f, m) in early.iter().filter(|(r, _, m)| r == &room && m.call_id == call.id) {
+    let id = call.id;
+    for (_, f, m) in early
+        .iter()
+        .filter(|(r, _, m)| r == &room && m.call_id == id)
+    {
         call.handle(f, m).await?;
     }
     let plan = AudioPlan {
         linger: Duration::from_secs(a.linger),
         max_duration: Duration::from_secs(a.duration),
     };
-    let peer = call.peer.take().context("the call's media is already running")?;
+    let peer = call
+        .peer
+        .take()
+        .context("the call's media is already running")?;
     let report = converse(&mut client, &mut call, peer, pcm, plan).await?;
     client.hang_up(&room, call.id).await?;
     finish(report, a.record.as_deref(), writer, common.json).await
@@ -215,7 +233,11 @@ fn call_events(events: Vec<Event>, room: &RoomId) -> Vec<(ClientId, CallMessage)
     events
         .into_iter()
         .filter_map(|e| match e {
-            Event::Call { room: r, from, message } if &r == room => Some((from, message)),
+            Event::Call {
+                room: r,
+                from,
+                message,
+            } if &r == room => Some((from, message)),
             _ => None,
         })
         .collect()
@@ -260,7 +282,12 @@ async fn finish(
         // The tap's sender went with the peer: the writer ends by itself.
         w.await??;
     }
-    let heard: Pcm = report.recordings.values().next().cloned().unwrap_or_default();
+    let heard: Pcm = report
+        .recordings
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
     if let Some(path) = record {
         write_wav(path, &heard)?;
     }
@@ -289,7 +316,12 @@ async fn finish(
     Ok(())
 }
 
-async fn group_call(client: &mut Client, room: &RoomId, pcm: Option<Pcm>, a: &CallArgs) -> Result<()> {
+async fn group_call(
+    client: &mut Client,
+    room: &RoomId,
+    pcm: Option<Pcm>,
+    a: &CallArgs,
+) -> Result<()> {
     let (opts, writer) = options(client, &a.media).await?;
     let mut call = client.join_group_call(room, &opts).await?;
     eprintln!("Joined the call of {room}");
@@ -332,7 +364,11 @@ async fn group_call(client: &mut Client, room: &RoomId, pcm: Option<Pcm>, a: &Ca
         for (source, pcm) in &report.recordings {
             let p = path.with_file_name(format!("{stem}-{source}.wav"));
             write_wav(&p, pcm)?;
-            eprintln!("Recorded {:.1} s from participant {source} to {}", pcm.seconds(), p.display());
+            eprintln!(
+                "Recorded {:.1} s from participant {source} to {}",
+                pcm.seconds(),
+                p.display()
+            );
         }
     }
     eprintln!(
