@@ -35,6 +35,10 @@ impl FrameCrypto for Plain {
     }
 }
 
+/// Frames that do not open yet, kept for a retry after the next one that does
+/// (per call: one second of audio from all sources).
+const HELD_FRAMES: usize = 50;
+
 /// Shared frame protection: the client rekeys it while the audio runs.
 pub type SharedCrypto = Arc<Mutex<dyn FrameCrypto>>;
 
@@ -60,6 +64,8 @@ pub struct AudioReport {
     pub frames_unopened: u64,
     /// Frames the codec could not decode.
     pub frames_undecodable: u64,
+    /// Frames whose RTP time did not follow the previous frame of their source.
+    pub discontinuities: u64,
     /// Time from the start to the connection, if it connected.
     pub connect_time: Option<Duration>,
     /// Why it ended.
@@ -103,6 +109,7 @@ where
         .unwrap_or_default();
     let mut next_frame = 0usize;
     let mut connected_at: Option<Instant> = None;
+    let mut held: std::collections::VecDeque<(usize, u64, Vec<u8>)> = std::collections::VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let ended = loop {
@@ -145,10 +152,26 @@ where
                     report.frames_received += 1;
                     let opened = lock(&crypto).open(&data, track);
                     match opened {
-                        Ok((source, packet)) => place(&mut tracks, source, rtp_time, &packet, &mut report),
+                        Ok((source, packet)) => {
+                            // Frames held back may open now (the keys moved on).
+                            for (t, r, d) in std::mem::take(&mut held) {
+                                let retried = lock(&crypto).open(&d, t);
+                                match retried {
+                                    Ok((s, p)) => place(&mut tracks, s, r, &p, &mut report),
+                                    Err(_) => held.push_back((t, r, d)),
+                                }
+                            }
+                            place(&mut tracks, source, rtp_time, &packet, &mut report)
+                        }
                         Err(e) => {
-                            tracing::debug!(error = %e, "dropped a frame that does not open");
-                            report.frames_unopened += 1;
+                            // A frame of the next epoch can arrive before our client
+                            // has applied the commit: hold a second's worth.
+                            tracing::debug!(error = %e, "holding a frame that does not open");
+                            held.push_back((track, rtp_time, data));
+                            if held.len() > HELD_FRAMES {
+                                held.pop_front();
+                                report.frames_unopened += 1;
+                            }
                         }
                     }
                 }
@@ -158,6 +181,7 @@ where
         }
     };
     peer.close().await;
+    report.frames_unopened += held.len() as u64;
     report.ended = ended;
     report.recordings = tracks
         .into_iter()
@@ -197,6 +221,10 @@ fn place(
         return;
     };
     let offset = offset as usize;
+    if offset != track.pcm.len() {
+        report.discontinuities += 1;
+        tracing::debug!(source, offset, expected = track.pcm.len(), "a gap in a source's frames");
+    }
     // At most 10 minutes of recording per source.
     if offset > 48_000 * 600 || offset < track.pcm.len() {
         return;

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use entente_media::audio::{
-    Decoder, Encoder, FRAME_SAMPLES, Pcm, SAMPLE_RATE, best_correlation, read_wav,
-    test_signal, write_wav,
+    Decoder, Encoder, FRAME_SAMPLES, Pcm, SAMPLE_RATE, best_correlation, read_wav, test_signal,
+    write_wav,
 };
 use entente_media::peer::{Layout, Peer, PeerConfig, PeerEvent};
 use serde_json::{Value, json};
@@ -67,12 +67,14 @@ const THEIR_SEED: u64 = 72;
 const UNRELATED_SEED: u64 = 73;
 /// A recording must hold at least this much of the 4 s that were sent.
 const MIN_RECORDED_SECONDS: f64 = 3.0;
-/// Both directions measured 0.9x on loopback (see the report in the issue); a broken
-/// codec path, wrong payload type or garbled packets give well under 0.3.
+/// Measured on loopback: 0.78 Entente -> aiortc (our opus-rs encoder, libopus
+/// decoder), 0.997 aiortc -> Entente; unrelated signals 0.05. A broken codec path,
+/// wrong payload type or garbled packets give well under 0.3.
 const MIN_CORRELATION: f64 = 0.6;
 const MAX_UNRELATED_CORRELATION: f64 = 0.35;
-/// How far the recording may be shifted against what was sent (1 s).
-const MAX_LAG: usize = SAMPLE_RATE as usize;
+/// How far the recording may be shifted against what was sent (250 ms; measured
+/// 6.5 ms, Opus's look-ahead). The correlation is slow in debug builds, so not more.
+const MAX_LAG: usize = SAMPLE_RATE as usize / 4;
 /// The whole call, set-up to hang-up; past it the test fails instead of hanging.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The call ends once we have sent everything and nothing arrived for this long.
@@ -169,7 +171,9 @@ async fn run_call(caller: Caller, aiortc: &mut Aiortc, files: &Files) -> Result<
             );
             aiortc.send(json!({"cmd": "answer", "sdp": offer, "play": paths["play"], "record": paths["record"]})).await?;
             let answer = aiortc.wait_for("answer").await?;
-            let answer = answer["sdp"].as_str().context("aiortc's answer has no sdp")?;
+            let answer = answer["sdp"]
+                .as_str()
+                .context("aiortc's answer has no sdp")?;
             ensure!(
                 answer.contains("typ host"),
                 "aiortc's answer carries no candidate:\n{answer}"
@@ -179,7 +183,9 @@ async fn run_call(caller: Caller, aiortc: &mut Aiortc, files: &Files) -> Result<
                 .with_context(|| format!("taking aiortc's answer:\n{answer}"))?;
         }
         Caller::Aiortc => {
-            aiortc.send(json!({"cmd": "offer", "play": paths["play"], "record": paths["record"]})).await?;
+            aiortc
+                .send(json!({"cmd": "offer", "play": paths["play"], "record": paths["record"]}))
+                .await?;
             let offer = aiortc.wait_for("offer").await?;
             let offer = offer["sdp"].as_str().context("aiortc's offer has no sdp")?;
             let answer = peer
@@ -190,7 +196,9 @@ async fn run_call(caller: Caller, aiortc: &mut Aiortc, files: &Files) -> Result<
                 answer.contains(&our_candidate),
                 "our answer lacks our host candidate {our_candidate}:\n{answer}"
             );
-            aiortc.send(json!({"cmd": "remote_answer", "sdp": answer})).await?;
+            aiortc
+                .send(json!({"cmd": "remote_answer", "sdp": answer}))
+                .await?;
         }
     }
 
@@ -203,7 +211,8 @@ async fn run_call(caller: Caller, aiortc: &mut Aiortc, files: &Files) -> Result<
     let their_recording = read_wav(&files.their_recording)
         .with_context(|| format!("reading aiortc's recording (it reported {stopped})"))?;
 
-    let to_ms = |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{} ms", d.as_millis()));
+    let to_ms =
+        |d: Option<Duration>| d.map_or("never".to_owned(), |d| format!("{} ms", d.as_millis()));
     println!(
         "{caller:?} calling: offer to connected {}, offer to our first frame from aiortc {}, \
          offer to aiortc's first frame from us {}",
@@ -218,9 +227,15 @@ async fn run_call(caller: Caller, aiortc: &mut Aiortc, files: &Files) -> Result<
         exchange.frames_received,
         exchange.concealed,
         exchange.undecodable,
-        peer.stats().frames_sent.load(std::sync::atomic::Ordering::Relaxed),
-        peer.stats().frames_received.load(std::sync::atomic::Ordering::Relaxed),
-        peer.stats().frames_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        peer.stats()
+            .frames_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+        peer.stats()
+            .frames_received
+            .load(std::sync::atomic::Ordering::Relaxed),
+        peer.stats()
+            .frames_dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     let unrelated = test_signal(SIGNAL_SECONDS, UNRELATED_SEED);
     let ours_at_aiortc = check_recording("Entente -> aiortc", &ours, &their_recording, &unrelated);
@@ -251,22 +266,18 @@ async fn exchange_audio(
     ours: &Pcm,
     start: Instant,
 ) -> Result<Exchange> {
-    let mut connected = None;
     let mut their_first_frame = None;
-    loop {
+    let connected = loop {
         tokio::select! {
             event = peer.next_event() => match event {
-                Some(PeerEvent::Connected) => {
-                    connected = Some(start.elapsed());
-                    break;
-                }
+                Some(PeerEvent::Connected) => break start.elapsed(),
                 Some(PeerEvent::Closed { reason }) => bail!("our peer closed before connecting: {reason}"),
                 Some(PeerEvent::Frame { .. }) => bail!("a frame before the connection was up"),
                 None => bail!("our peer is gone before connecting"),
             },
             event = aiortc.next() => note_event(&event?, start, &mut their_first_frame)?,
         }
-    }
+    };
 
     let mut encoder = Encoder::new()?;
     let packets = ours
@@ -318,7 +329,7 @@ async fn exchange_audio(
         recorded: Pcm {
             samples: receiver.samples,
         },
-        connected,
+        connected: Some(connected),
         first_frame,
         their_first_frame,
         frames_sent,
@@ -326,7 +337,11 @@ async fn exchange_audio(
 }
 
 /// aiortc's asynchronous events while the call runs.
-fn note_event(event: &Value, start: Instant, their_first_frame: &mut Option<Duration>) -> Result<()> {
+fn note_event(
+    event: &Value,
+    start: Instant,
+    their_first_frame: &mut Option<Duration>,
+) -> Result<()> {
     match event["event"].as_str() {
         Some("first_frame") => {
             their_first_frame.get_or_insert_with(|| start.elapsed());
@@ -370,7 +385,10 @@ impl Receiver {
     fn frame(&mut self, packet: &[u8], rtp_time: u64) {
         self.frames += 1;
         let first = *self.first_rtp.get_or_insert(rtp_time);
-        let Some(index) = rtp_time.checked_sub(first).map(|d| d / FRAME_SAMPLES as u64) else {
+        let Some(index) = rtp_time
+            .checked_sub(first)
+            .map(|d| d / FRAME_SAMPLES as u64)
+        else {
             return; // Late, from before the first frame.
         };
         if index < self.next {
@@ -482,7 +500,10 @@ impl Aiortc {
             .write_all(line.as_bytes())
             .await
             .context("writing to aiortc's script")?;
-        self.stdin.flush().await.context("writing to aiortc's script")
+        self.stdin
+            .flush()
+            .await
+            .context("writing to aiortc's script")
     }
 
     /// The next event; the script's own errors are errors.

@@ -411,7 +411,14 @@ async fn group_call_through_the_hubs_sfu_with_sframe_and_a_removal() {
     // Bob heard alice through the whole call (both epochs), alice heard bob.
     let (c_ab, _) = best_correlation(&a_sent.samples, &br.recordings[&alice_leaf].samples, 48_000);
     let (c_ba, _) = best_correlation(&b_sent.samples, &ar.recordings[&bob_leaf].samples, 48_000);
-    eprintln!("bob hears alice {c_ab:.3}, alice hears bob {c_ba:.3}; carol: {cr:?}");
+    for (name, r) in [("alice", ar), ("bob", br), ("carol", cr)] {
+        let lens: Vec<(u64, f64)> = r.recordings.iter().map(|(k, v)| (*k, v.seconds())).collect();
+        eprintln!(
+            "{name}: sent {} received {} unopened {} undecodable {} gaps {} recordings {lens:?} ended {}",
+            r.frames_sent, r.frames_received, r.frames_unopened, r.frames_undecodable, r.discontinuities, r.ended
+        );
+    }
+    eprintln!("bob hears alice {c_ab:.3}, alice hears bob {c_ba:.3}");
     assert!(c_ab > 0.6, "{c_ab}");
     assert!(c_ba > 0.6, "{c_ba}");
     assert!(br.recordings[&alice_leaf].seconds() > 7.0);
