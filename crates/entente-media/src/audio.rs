@@ -349,7 +349,8 @@ mod tests {
             if (7..=8).contains(&k) {
                 continue; // the lost packets
             }
-            let (c, _) = best_correlation(&pcm.samples[st..st + 24_000], &out[st..st + 26_000], 1200);
+            let (c, _) =
+                best_correlation(&pcm.samples[st..st + 24_000], &out[st..st + 26_000], 1200);
             assert!(c > 0.8, "window {k}: correlation {c}");
         }
     }

@@ -19,7 +19,7 @@
 
 pub mod audio;
 pub mod peer;
+pub mod relay;
 pub mod session;
 pub mod sfu;
-pub mod relay;
 pub mod turn_server;

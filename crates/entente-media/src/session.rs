@@ -109,7 +109,8 @@ where
         .unwrap_or_default();
     let mut next_frame = 0usize;
     let mut connected_at: Option<Instant> = None;
-    let mut held: std::collections::VecDeque<(usize, u64, Vec<u8>)> = std::collections::VecDeque::new();
+    let mut held: std::collections::VecDeque<(usize, u64, Vec<u8>)> =
+        std::collections::VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let ended = loop {
@@ -223,7 +224,12 @@ fn place(
     let offset = offset as usize;
     if offset != track.pcm.len() {
         report.discontinuities += 1;
-        tracing::debug!(source, offset, expected = track.pcm.len(), "a gap in a source's frames");
+        tracing::debug!(
+            source,
+            offset,
+            expected = track.pcm.len(),
+            "a gap in a source's frames"
+        );
     }
     // At most 10 minutes of recording per source.
     if offset > 48_000 * 600 || offset < track.pcm.len() {

@@ -18,6 +18,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Liveness bound for waits; generous because four people share two cores.
+/// Frames a test client received: (slot, payload).
+type Received = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
 const PATIENCE: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ struct TestClient {
     name: String,
     commands: mpsc::UnboundedSender<ClientCommand>,
     /// (slot index, payload) of every frame received, in arrival order.
-    received: Arc<Mutex<Vec<(usize, Vec<u8>)>>>,
+    received: Received,
     connected: Arc<AtomicBool>,
 }
 
@@ -176,7 +179,7 @@ struct ClientDriver {
     send_mid: Mid,
     slots: Vec<Mid>,
     sfu: SocketAddr,
-    received: Arc<Mutex<Vec<(usize, Vec<u8>)>>>,
+    received: Received,
     connected: Arc<AtomicBool>,
 }
 

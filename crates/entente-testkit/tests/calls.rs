@@ -341,7 +341,7 @@ async fn group_call_through_the_hubs_sfu_with_sframe_and_a_removal() {
     let mut calls = Vec::new();
     let mut recorders: Vec<Arc<Mutex<Recording>>> = Vec::new();
     for c in [&mut alice, &mut bob, &mut carol] {
-        let mut call = c.join_group_call(&room, &opts).await.unwrap();
+        let call = c.join_group_call(&room, &opts).await.unwrap();
         let first = c.sframe_epoch(&room).unwrap();
         let rec = Arc::new(Mutex::new(Recording {
             inner: SframeCrypto::new(&first).unwrap(),
@@ -412,10 +412,19 @@ async fn group_call_through_the_hubs_sfu_with_sframe_and_a_removal() {
     let (c_ab, _) = best_correlation(&a_sent.samples, &br.recordings[&alice_leaf].samples, 48_000);
     let (c_ba, _) = best_correlation(&b_sent.samples, &ar.recordings[&bob_leaf].samples, 48_000);
     for (name, r) in [("alice", ar), ("bob", br), ("carol", cr)] {
-        let lens: Vec<(u64, f64)> = r.recordings.iter().map(|(k, v)| (*k, v.seconds())).collect();
+        let lens: Vec<(u64, f64)> = r
+            .recordings
+            .iter()
+            .map(|(k, v)| (*k, v.seconds()))
+            .collect();
         eprintln!(
             "{name}: sent {} received {} unopened {} undecodable {} gaps {} recordings {lens:?} ended {}",
-            r.frames_sent, r.frames_received, r.frames_unopened, r.frames_undecodable, r.discontinuities, r.ended
+            r.frames_sent,
+            r.frames_received,
+            r.frames_unopened,
+            r.frames_undecodable,
+            r.discontinuities,
+            r.ended
         );
     }
     eprintln!("bob hears alice {c_ab:.3}, alice hears bob {c_ba:.3}");
@@ -431,47 +440,47 @@ async fn group_call_through_the_hubs_sfu_with_sframe_and_a_removal() {
 
     // The frames bob opened in the new epoch do not open with carol's keys; the ones
     // of the old epoch do (so the check can fail).
-    let bob_rec = recorders[1].lock().unwrap();
-    let mut carol_keys = recorders[2].lock().unwrap();
-    let (mut new_epoch, mut old_epoch) = (0, 0);
-    for (epoch, frame) in &bob_rec.opened {
-        let r = carol_keys.inner.open(frame, 0);
-        if *epoch == next.epoch {
-            assert!(
-                r.is_err(),
-                "carol decrypted a frame of the epoch after her removal"
-            );
-            new_epoch += 1;
-        } else if r.is_ok() {
-            old_epoch += 1;
+    {
+        let bob_rec = recorders[1].lock().unwrap();
+        let mut carol_keys = recorders[2].lock().unwrap();
+        let (mut new_epoch, mut old_epoch) = (0, 0);
+        for (epoch, frame) in &bob_rec.opened {
+            let r = carol_keys.inner.open(frame, 0);
+            if *epoch == next.epoch {
+                assert!(
+                    r.is_err(),
+                    "carol decrypted a frame of the epoch after her removal"
+                );
+                new_epoch += 1;
+            } else if r.is_ok() {
+                old_epoch += 1;
+            }
         }
+        assert!(
+            new_epoch > 100 && old_epoch > 50,
+            "{new_epoch} new, {old_epoch} old"
+        );
+        // What the SFU forwarded carries no Opus packet alice sealed.
+        let plain: HashSet<Vec<u8>> = recorders[0]
+            .lock()
+            .unwrap()
+            .sealed_plain
+            .iter()
+            .flat_map(|p| p.windows(12).map(<[u8]>::to_vec).collect::<Vec<_>>())
+            .collect();
+        let frames: Vec<Vec<u8>> = bob_rec.opened.iter().map(|(_, f)| f.clone()).collect();
+        assert_no_plaintext(&frames, &plain);
+        // The SFU forwarded, and its hub dropped carol from the call.
+        let sfu = fed
+            .handle("a.example")
+            .unwrap()
+            .state
+            .calls
+            .sfu
+            .as_ref()
+            .unwrap()
+            .stats();
+        assert!(sfu.frames_forwarded > 500, "{sfu:?}");
     }
-    assert!(
-        new_epoch > 100 && old_epoch > 50,
-        "{new_epoch} new, {old_epoch} old"
-    );
-    // What the SFU forwarded carries no Opus packet alice sealed.
-    let plain: HashSet<Vec<u8>> = recorders[0]
-        .lock()
-        .unwrap()
-        .sealed_plain
-        .iter()
-        .flat_map(|p| p.windows(12).map(<[u8]>::to_vec).collect::<Vec<_>>())
-        .collect();
-    let frames: Vec<Vec<u8>> = bob_rec.opened.iter().map(|(_, f)| f.clone()).collect();
-    assert_no_plaintext(&frames, &plain);
-    // The SFU forwarded, and its hub dropped carol from the call.
-    let sfu = fed
-        .handle("a.example")
-        .unwrap()
-        .state
-        .calls
-        .sfu
-        .as_ref()
-        .unwrap()
-        .stats();
-    assert!(sfu.frames_forwarded > 500, "{sfu:?}");
-    drop(bob_rec);
-    drop(carol_keys);
     fed.shutdown().await;
 }

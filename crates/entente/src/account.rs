@@ -407,7 +407,11 @@ pub(crate) fn print_event(e: &Event, json: bool) {
                 );
             }
         }
-        Event::Call { room, from, message } => {
+        Event::Call {
+            room,
+            from,
+            message,
+        } => {
             use entente_client::calls::CallSignal;
             let what = match &message.signal {
                 CallSignal::Offer { .. } => "is calling",
@@ -420,7 +424,10 @@ pub(crate) fn print_event(e: &Event, json: bool) {
                     "{}",
                     serde_json::json!({"event": "call", "room": room.to_string(), "from": from.to_string(), "call": hex::encode(message.call_id), "signal": what})
                 );
-            } else if matches!(message.signal, CallSignal::Offer { .. } | CallSignal::Hangup) {
+            } else if matches!(
+                message.signal,
+                CallSignal::Offer { .. } | CallSignal::Hangup
+            ) {
                 println!(
                     "* {} {what} in {room} (call {}); `entente answer` takes the call",
                     from.user().handle(),

@@ -339,10 +339,10 @@ async fn group_call(
     while !audio.is_finished() {
         for e in client.sync().await? {
             match e {
-                Event::MembersChanged { room: r, .. } if &r == room => {
-                    if client.rekey_group_call(&call)? {
-                        eprintln!("The room's members changed: new media keys");
-                    }
+                Event::MembersChanged { room: r, .. }
+                    if &r == room && client.rekey_group_call(&call)? =>
+                {
+                    eprintln!("The room's members changed: new media keys");
                 }
                 Event::Removed { room: r } if &r == room => {
                     eprintln!("You were removed from the room: leaving the call");

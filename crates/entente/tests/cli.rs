@@ -1090,17 +1090,45 @@ fn calls_through_the_cli() {
         ("bob", "bob@b.example", &addrs[1]),
     ] {
         run(
-            &["--home", home, "account", "create", user, "--address", addr, "--ca", "ca/ca.crt"],
+            &[
+                "--home",
+                home,
+                "account",
+                "create",
+                user,
+                "--address",
+                addr,
+                "--ca",
+                "ca/ca.crt",
+            ],
             d,
         );
     }
-    run(&["--home", "alice", "send", "--to", "bob@b.example", "Call you in a minute"], d);
+    run(
+        &[
+            "--home",
+            "alice",
+            "send",
+            "--to",
+            "bob@b.example",
+            "Call you in a minute",
+        ],
+        d,
+    );
     let (a_sent, b_sent) = (test_signal(3.0, 21), test_signal(3.0, 22));
     write_wav(&d.join("alice.wav"), &a_sent).unwrap();
     write_wav(&d.join("bob.wav"), &b_sent).unwrap();
     let bob = entente()
         .args([
-            "--home", "bob", "answer", "--send", "bob.wav", "--record", "heard-by-bob.wav", "--wait", "60",
+            "--home",
+            "bob",
+            "answer",
+            "--send",
+            "bob.wav",
+            "--record",
+            "heard-by-bob.wav",
+            "--wait",
+            "60",
         ])
         .current_dir(d)
         .stdout(Stdio::piped())
@@ -1109,20 +1137,35 @@ fn calls_through_the_cli() {
         .unwrap();
     run(
         &[
-            "--home", "alice", "call", "bob@b.example", "--send", "alice.wav", "--record",
-            "heard-by-alice.wav", "--capture", "wire.bin",
+            "--home",
+            "alice",
+            "call",
+            "bob@b.example",
+            "--send",
+            "alice.wav",
+            "--record",
+            "heard-by-alice.wav",
+            "--capture",
+            "wire.bin",
         ],
         d,
     );
     let out = bob.wait_with_output().unwrap();
-    assert!(out.status.success(), "answer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "answer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let heard_by_bob = read_wav(&d.join("heard-by-bob.wav")).unwrap();
     let heard_by_alice = read_wav(&d.join("heard-by-alice.wav")).unwrap();
     let (c_ab, _) = best_correlation(&a_sent.samples, &heard_by_bob.samples, 48_000);
     let (c_ba, _) = best_correlation(&b_sent.samples, &heard_by_alice.samples, 48_000);
     let (c_no, _) = best_correlation(&b_sent.samples, &heard_by_bob.samples, 48_000);
     eprintln!("alice->bob {c_ab:.3}, bob->alice {c_ba:.3}, unrelated {c_no:.3}");
-    assert!(c_ab > 0.6 && c_ba > 0.6 && c_no < 0.35, "{c_ab} {c_ba} {c_no}");
+    assert!(
+        c_ab > 0.6 && c_ba > 0.6 && c_no < 0.35,
+        "{c_ab} {c_ba} {c_no}"
+    );
     // Nothing alice put on the wire carries an Opus packet of her audio (the
     // encoder is deterministic, so these are the packets she sent inside SRTP).
     let mut enc = Encoder::new().unwrap();
@@ -1136,6 +1179,9 @@ fn calls_through_the_cli() {
     let wire = captured(&d.join("wire.bin"));
     assert!(wire.len() > 100, "{} datagrams", wire.len());
     for dgram in &wire {
-        assert!(!dgram.windows(12).any(|w| windows.contains(w)), "plaintext Opus on the wire");
+        assert!(
+            !dgram.windows(12).any(|w| windows.contains(w)),
+            "plaintext Opus on the wire"
+        );
     }
 }
