@@ -143,6 +143,8 @@ pub async fn run_call(a: CallArgs, common: Common) -> Result<()> {
     };
     let (opts, writer) = options(&client, &a.media).await?;
     let mut call = client.start_call(&room, &opts).await?;
+    // The capture ends when the last sender of its tap (the peer's) is gone.
+    drop(opts);
     eprintln!("Calling {} (call {})...", peer.handle(), short(&call.id));
     // Ring until the answer.
     let deadline = Instant::now() + Duration::from_secs(a.ring);
@@ -209,6 +211,7 @@ pub async fn run_answer(a: AnswerArgs, common: Common) -> Result<()> {
     eprintln!("{} is calling; answering", from.user().handle());
     let (opts, writer) = options(&client, &a.media).await?;
     let mut call = client.answer_call(&room, &from, &message, &opts).await?;
+    drop(opts);
     let id = call.id;
     for (_, f, m) in early
         .iter()
@@ -324,6 +327,7 @@ async fn group_call(
 ) -> Result<()> {
     let (opts, writer) = options(client, &a.media).await?;
     let mut call = client.join_group_call(room, &opts).await?;
+    drop(opts);
     eprintln!("Joined the call of {room}");
     let peer = call.peer.take().context("no peer")?;
     let seconds = pcm.as_ref().map_or(0.0, Pcm::seconds);
