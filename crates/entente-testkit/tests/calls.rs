@@ -143,6 +143,7 @@ async fn one_to_one(
         // Bob keeps listening until alice hangs up.
         talk(&mut bob, &mut call, b_sends, Duration::from_secs(20)).await
     });
+    let t0 = Instant::now();
     let mut call = alice.start_call(room, &a_opts).await?;
     let deadline = Instant::now() + DEADLINE;
     while call.remote.is_none() {
@@ -154,7 +155,14 @@ async fn one_to_one(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let answered = t0.elapsed();
     let a = talk(alice, &mut call, a_sends, Duration::from_secs(2)).await?;
+    // Call set-up across the providers (printed, never asserted): offer sent to
+    // answer applied, then to ICE and DTLS up.
+    eprintln!(
+        "call set-up: answer after {answered:?}, connected after {:?}",
+        a.connect_time.map(|c| answered + c)
+    );
     let b = bob_task.await??;
     Ok((a, b))
 }
