@@ -118,6 +118,26 @@ async fn options(
     Ok((o, writer))
 }
 
+/// When a `call` ends: after the file plus --linger, or at --duration; without a
+/// file, only at --duration (or when the other side hangs up).
+fn call_plan(pcm: Option<&Pcm>, a: &CallArgs) -> AudioPlan {
+    match pcm {
+        Some(p) => AudioPlan {
+            linger: Duration::from_secs(a.linger),
+            max_duration: Duration::from_secs(
+                a.duration.unwrap_or(p.seconds() as u64 + a.linger + 1),
+            ),
+        },
+        None => {
+            let d = Duration::from_secs(a.duration.unwrap_or(3600));
+            AudioPlan {
+                linger: d,
+                max_duration: d,
+            }
+        }
+    }
+}
+
 fn load(send: &Option<PathBuf>) -> Result<Option<Pcm>> {
     send.as_ref()
         .map(|p| read_wav(p).map_err(anyhow::Error::from))
@@ -161,11 +181,7 @@ pub async fn run_call(a: CallArgs, common: Common) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     eprintln!("{} answered; connecting", peer.handle());
-    let seconds = pcm.as_ref().map_or(0.0, Pcm::seconds);
-    let plan = AudioPlan {
-        linger: Duration::from_secs(a.linger),
-        max_duration: Duration::from_secs(a.duration.unwrap_or((seconds as u64) + a.linger + 1)),
-    };
+    let plan = call_plan(pcm.as_ref(), &a);
     let peer = call
         .peer
         .take()
@@ -330,11 +346,7 @@ async fn group_call(
     drop(opts);
     eprintln!("Joined the call of {room}");
     let peer = call.peer.take().context("no peer")?;
-    let seconds = pcm.as_ref().map_or(0.0, Pcm::seconds);
-    let plan = AudioPlan {
-        linger: Duration::from_secs(a.linger),
-        max_duration: Duration::from_secs(a.duration.unwrap_or((seconds as u64) + a.linger + 1)),
-    };
+    let plan = call_plan(pcm.as_ref(), a);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let audio = tokio::spawn(run_audio(peer, pcm, call.crypto(), plan, async move {
         let _ = stop_rx.await;

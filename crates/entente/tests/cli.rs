@@ -1185,3 +1185,80 @@ fn calls_through_the_cli() {
         );
     }
 }
+
+#[test]
+fn group_call_through_the_cli() {
+    use entente_media::audio::{best_correlation, read_wav, test_signal, write_wav};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _providers = three_accounts(d);
+    let created = run_json("alice", &["room", "create", "--name", "Standup"], d);
+    let room = created["room"].as_str().unwrap().to_owned();
+    run(
+        &["--home", "alice", "room", "invite", &room, "bob@b.example"],
+        d,
+    );
+    run(
+        &[
+            "--home",
+            "alice",
+            "room",
+            "invite",
+            &room,
+            "carol@c.example",
+        ],
+        d,
+    );
+    let a_sent = test_signal(4.0, 31);
+    write_wav(&d.join("alice.wav"), &a_sent).unwrap();
+    // Bob and carol join the room's call first and listen; alice joins and speaks.
+    let listeners: Vec<Child> = ["bob", "carol"]
+        .iter()
+        .map(|home| {
+            entente()
+                .args([
+                    "--home",
+                    home,
+                    "call",
+                    &room,
+                    "--record",
+                    &format!("{home}.wav"),
+                    "--duration",
+                    "14",
+                ])
+                .current_dir(d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    run(
+        &["--home", "alice", "call", &room, "--send", "alice.wav"],
+        d,
+    );
+    for (home, child) in ["bob", "carol"].iter().zip(listeners) {
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{home}: {err}");
+        // One file per speaker (FILE-<leaf>.wav): alice's must be there.
+        let best = std::fs::read_dir(d)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.starts_with(&format!("{home}-")).then_some(name)
+            })
+            .map(|f| {
+                best_correlation(
+                    &a_sent.samples,
+                    &read_wav(&d.join(&f)).unwrap().samples,
+                    48_000,
+                )
+                .0
+            })
+            .fold(0.0f64, f64::max);
+        eprintln!("{home} hears alice {best:.3}; {err}");
+        assert!(best > 0.6, "{home} did not hear alice ({best}): {err}");
+    }
+}
