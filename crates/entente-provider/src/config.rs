@@ -71,6 +71,18 @@
 //! [consent]                          # message requests and blocks (see `crate::consent`)
 //! mode = "required"                  # strangers get no key material until accepted;
 //!                                    # "open": anyone not blocked (blocks apply always)
+//!
+//! [calls]                            # TURN relay and group-call SFU (see `crate::calls`)
+//! enabled = true
+//! sfu_listen = "203.0.113.5:3479"    # UDP; default: the listener's IP, a free port
+//! sfu_public = "203.0.113.5:3479"    # what devices reach (needed behind NAT or on 0.0.0.0)
+//! turn_listen = "203.0.113.5:3478"   # UDP; default: the listener's IP, a free port
+//! turn_public = "203.0.113.5:3478"
+//! turn_relay_ip = "203.0.113.5"      # relayed addresses are allocated here
+//! turn_credential_secs = 3600        # validity of TURN credentials handed to devices
+//! max_allocations = 1000
+//! max_participants = 16              # devices per group call
+//! max_calls = 1000
 //! ```
 //!
 //! Relative paths are relative to the config file's directory.
