@@ -284,18 +284,7 @@ impl Client {
             },
         )
         .await?;
-        let lines = peer.local_candidates().to_vec();
-        self.send_call_message(
-            room,
-            &CallMessage {
-                call_id: id,
-                signal: CallSignal::Candidates {
-                    lines,
-                    complete: true,
-                },
-            },
-        )
-        .await?;
+        self.send_candidates(room, id, &peer).await?;
         Ok(Call {
             id,
             room: room.clone(),
@@ -328,18 +317,7 @@ impl Client {
             },
         )
         .await?;
-        let lines = peer.local_candidates().to_vec();
-        self.send_call_message(
-            room,
-            &CallMessage {
-                call_id: id,
-                signal: CallSignal::Candidates {
-                    lines,
-                    complete: true,
-                },
-            },
-        )
-        .await?;
+        self.send_candidates(room, id, &peer).await?;
         Ok(Call {
             id,
             room: room.clone(),
@@ -348,6 +326,22 @@ impl Client {
             peer: Some(peer),
             answered: true,
         })
+    }
+
+    /// Sends all of `peer`'s candidates (trickle ICE, complete at once).
+    async fn send_candidates(
+        &mut self,
+        room: &RoomId,
+        call_id: [u8; 16],
+        peer: &Peer,
+    ) -> Result<(), ClientError> {
+        let lines = peer.local_candidates().to_vec();
+        let signal = CallSignal::Candidates {
+            lines,
+            complete: true,
+        };
+        self.send_call_message(room, &CallMessage { call_id, signal })
+            .await
     }
 
     /// Hangs up: tells the room and closes the media.
